@@ -5,7 +5,8 @@
 //
 //   T10 DIF (8 bytes):        be16 guard (CRC-16/T10-DIF), be16 application tag, be32 reference tag
 //   NVMe 64b guard (16 bytes): be64 guard (CRC-64/NVME), be16 application tag, be48 reference tag
-//   XXH3 (16 bytes):          be64 guard (XXH3-64, seed 0), be16 application tag, be48 reference tag
+//   XXH3 (16 bytes):          be64 guard (XXH3-64, seed 0), be16 application tag, be48 reference
+//   tag
 //
 // Type 1: the reference tag is the interval's logical sector number (truncated to the tag's
 // width) and is checked, as is the application tag; an application tag of 0xFFFF (the escape)

@@ -6,15 +6,24 @@ namespace stablefs {
 namespace {
 const char* CodeName(Status::Code code) {
   switch (code) {
-    case Status::Code::kOk: return "OK";
-    case Status::Code::kNotFound: return "Not found";
-    case Status::Code::kCorruption: return "Corruption";
-    case Status::Code::kIOError: return "IO error";
-    case Status::Code::kProtection: return "Protection error";
-    case Status::Code::kNoSpace: return "No space";
-    case Status::Code::kInvalidArgument: return "Invalid argument";
-    case Status::Code::kBusy: return "Busy";
-    case Status::Code::kNotSupported: return "Not supported";
+    case Status::Code::kOk:
+      return "OK";
+    case Status::Code::kNotFound:
+      return "Not found";
+    case Status::Code::kCorruption:
+      return "Corruption";
+    case Status::Code::kIOError:
+      return "IO error";
+    case Status::Code::kProtection:
+      return "Protection error";
+    case Status::Code::kNoSpace:
+      return "No space";
+    case Status::Code::kInvalidArgument:
+      return "Invalid argument";
+    case Status::Code::kBusy:
+      return "Busy";
+    case Status::Code::kNotSupported:
+      return "Not supported";
   }
   return "Unknown";
 }

@@ -67,10 +67,10 @@ class [[nodiscard]] Status {
 };
 
 // Returns from the enclosing function if `expr` is not Ok.
-#define STABLEFS_RETURN_IF_ERROR(expr)         \
-  do {                                         \
-    ::stablefs::Status _st = (expr);           \
-    if (!_st.ok()) return _st;                 \
+#define STABLEFS_RETURN_IF_ERROR(expr) \
+  do {                                 \
+    ::stablefs::Status _st = (expr);   \
+    if (!_st.ok()) return _st;         \
   } while (0)
 
 }  // namespace stablefs

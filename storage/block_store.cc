@@ -1,0 +1,270 @@
+// BlockStore's public operations: PI checks on write and after read, counters, range zeroing.
+// Each implementation supplies only the raw Do* interface; the checks live here, once.
+#include "storage/block_store.h"
+
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cstring>
+#include <limits>
+#include <random>
+
+namespace stablefs {
+
+namespace {
+// Tuples of up to this many bytes are staged on the stack in ReadBlocks.
+constexpr size_t kStackTupleBytes = 4096;
+constexpr uint64_t kToEnd = std::numeric_limits<uint64_t>::max();
+}  // namespace
+
+// ---- WriteBatch ----
+
+void WriteBatch::Put(Space s, std::string_view key, std::string_view value) {
+  Op op;
+  op.kind = OpKind::kPut;
+  op.space = s;
+  op.key = key;
+  op.value = value;
+  ops_.push_back(std::move(op));
+}
+
+void WriteBatch::Delete(Space s, std::string_view key) {
+  Op op;
+  op.kind = OpKind::kDelete;
+  op.space = s;
+  op.key = key;
+  ops_.push_back(std::move(op));
+}
+
+void WriteBatch::DeleteRange(Space s, std::string_view begin, std::string_view end) {
+  Op op;
+  op.kind = OpKind::kDeleteRange;
+  op.space = s;
+  op.key = begin;
+  op.value = end;
+  ops_.push_back(std::move(op));
+}
+
+void WriteBatch::PutBlock(uint64_t ino, uint64_t index, const void* data, const void* tuples) {
+  Op op;
+  op.kind = OpKind::kPutBlock;
+  op.space = Space::kData;
+  op.ino = ino;
+  op.index = index;
+  op.data = static_cast<const char*>(data);
+  op.tuples = static_cast<const char*>(tuples);
+  ops_.push_back(std::move(op));
+}
+
+void WriteBatch::PutBlockCopy(uint64_t ino, uint64_t index, const void* data, const void* tuples,
+                              size_t tuple_bytes) {
+  auto buf = std::make_unique<char[]>(kBlockSize + tuple_bytes);
+  std::memcpy(buf.get(), data, kBlockSize);
+  std::memcpy(buf.get() + kBlockSize, tuples, tuple_bytes);
+  PutBlock(ino, index, buf.get(), buf.get() + kBlockSize);
+  owned_.push_back(std::move(buf));
+}
+
+void WriteBatch::DeleteBlocks(uint64_t ino, uint64_t first, uint64_t end) {
+  Op op;
+  op.kind = OpKind::kDeleteBlocks;
+  op.space = Space::kData;
+  op.ino = ino;
+  op.index = first;
+  op.end = end;
+  ops_.push_back(std::move(op));
+}
+
+void WriteBatch::Clear() {
+  ops_.clear();
+  owned_.clear();
+}
+
+// ---- BlockStore ----
+
+BlockStore::~BlockStore() = default;
+
+Status BlockStore::Get(Space s, std::string_view key, std::string* value) {
+  return DoGet(s, key, value);
+}
+
+Status BlockStore::Scan(Space s, std::string_view begin, std::string_view end,
+                        const std::function<bool(std::string_view, std::string_view)>& fn) {
+  return DoScan(s, begin, end, fn);
+}
+
+void BlockStore::GenerateBlockPi(uint64_t ino, uint64_t index, const void* data,
+                                 void* tuples) const {
+  const pi::Profile& p = profile();
+  pi::Generate(p, data, kBlockSize, FirstSectorOfBlock(p, index), pi::AppTagForOwner(ino), tuples);
+}
+
+Status BlockStore::VerifyBlockPi(uint64_t ino, uint64_t index, const void* data,
+                                 const void* tuples) const {
+  const pi::Profile& p = profile();
+  pi::Mismatch m;
+  if (pi::Verify(p, data, kBlockSize, tuples, FirstSectorOfBlock(p, index), pi::AppTagForOwner(ino),
+                 &m)) {
+    return Status::Ok();
+  }
+  return Status::Protection(pi::DescribeMismatch(p, ino, index * kBlockSize, m));
+}
+
+Status BlockStore::ReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, bool* present) {
+  if (n == 0) return Status::Ok();
+  const size_t tb = tuple_bytes_per_block();
+  char stack_tuples[kStackTupleBytes];
+  std::unique_ptr<char[]> heap_tuples;
+  char* tuples = stack_tuples;
+  if (n * tb > sizeof(stack_tuples)) {
+    heap_tuples = std::make_unique<char[]>(n * tb);
+    tuples = heap_tuples.get();
+  }
+  std::unique_ptr<bool[]> own_present;
+  if (present == nullptr) {
+    own_present = std::make_unique<bool[]>(n);
+    present = own_present.get();
+  }
+  Status s = DoReadBlocks(ino, first, n, data, tuples, present);
+  if (!s.ok()) return s;
+  for (size_t i = 0; i < n; i++) {
+    char* block = data + i * kBlockSize;
+    if (!present[i]) continue;
+    s = VerifyBlockPi(ino, first + i, block, tuples + i * tb);
+    if (!s.ok()) {
+      protection_errors_read_.fetch_add(1, std::memory_order_relaxed);
+      // No caller may see bytes that failed verification, even by mistake.
+      std::memset(data, 0, n * kBlockSize);
+      return s;
+    }
+    blocks_read_.fetch_add(1, std::memory_order_relaxed);
+  }
+  return Status::Ok();
+}
+
+Status BlockStore::ReadBlockRaw(uint64_t ino, uint64_t index, std::string* data,
+                                std::string* tuples) {
+  data->resize(kBlockSize);
+  tuples->resize(tuple_bytes_per_block());
+  bool present = false;
+  STABLEFS_RETURN_IF_ERROR(DoReadBlocks(ino, index, 1, data->data(), tuples->data(), &present));
+  if (!present) {
+    return Status::NotFound("inode " + std::to_string(ino) + " block " + std::to_string(index) +
+                            " is a hole");
+  }
+  return Status::Ok();
+}
+
+Status BlockStore::Write(const WriteBatch& batch, const WriteOptions& options) {
+  uint64_t blocks = 0;
+  for (const WriteBatch::Op& op : batch.ops()) {
+    if (op.kind == WriteBatch::OpKind::kPut && op.space == Space::kData) {
+      return Status::InvalidArgument("data blocks are written with PutBlock, not Put");
+    }
+    if (op.kind != WriteBatch::OpKind::kPutBlock) continue;
+    blocks++;
+    if (!options.verify_pi) continue;
+    Status s = VerifyBlockPi(op.ino, op.index, op.data, op.tuples);
+    if (!s.ok()) {
+      protection_errors_write_.fetch_add(1, std::memory_order_relaxed);
+      return s.WithContext("write rejected");
+    }
+  }
+  STABLEFS_RETURN_IF_ERROR(DoWrite(batch, options.sync));
+  batches_written_.fetch_add(1, std::memory_order_relaxed);
+  blocks_written_.fetch_add(blocks, std::memory_order_relaxed);
+  if (options.sync) syncs_.fetch_add(1, std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+Status BlockStore::Sync() {
+  STABLEFS_RETURN_IF_ERROR(DoSync());
+  syncs_.fetch_add(1, std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+Status BlockStore::StageZeroRange(uint64_t ino, uint64_t offset, uint64_t len, WriteBatch* batch) {
+  if (len == 0) return Status::Ok();
+  const uint64_t end = (len == kToEnd || offset > kToEnd - len) ? kToEnd : offset + len;
+  const uint64_t first_whole = (offset + kBlockSize - 1) / kBlockSize;
+  const uint64_t end_whole = end == kToEnd ? kToEnd : end / kBlockSize;
+
+  // Rewrites block `index` with bytes [from, to) of it zeroed, if it exists.
+  auto zero_partial = [&](uint64_t index, uint32_t from, uint32_t to) -> Status {
+    char block[kBlockSize];
+    bool present = false;
+    STABLEFS_RETURN_IF_ERROR(ReadBlocks(ino, index, 1, block, &present));
+    if (!present) return Status::Ok();
+    std::memset(block + from, 0, to - from);
+    char tuples[kBlockSize];  // at most 8 tuples of 16 bytes
+    GenerateBlockPi(ino, index, block, tuples);
+    batch->PutBlockCopy(ino, index, block, tuples, tuple_bytes_per_block());
+    return Status::Ok();
+  };
+
+  const uint64_t head = offset / kBlockSize;
+  if (offset % kBlockSize != 0) {
+    uint64_t head_end =
+        (end - head * kBlockSize) < kBlockSize ? end - head * kBlockSize : kBlockSize;
+    STABLEFS_RETURN_IF_ERROR(zero_partial(head, offset % kBlockSize, head_end));
+  }
+  if (end != kToEnd && end % kBlockSize != 0) {
+    uint64_t tail = end / kBlockSize;
+    if (tail != head || offset % kBlockSize == 0) {
+      STABLEFS_RETURN_IF_ERROR(zero_partial(tail, 0, end % kBlockSize));
+    }
+  }
+  if (first_whole < end_whole) batch->DeleteBlocks(ino, first_whole, end_whole);
+  return Status::Ok();
+}
+
+Status BlockStore::InitializeNewStore(const CreateOptions& options) {
+  STABLEFS_RETURN_IF_ERROR(options.pi.Validate());
+  Superblock sb;
+  sb.pi = options.pi;
+  std::random_device rd;
+  for (size_t i = 0; i < sb.uuid.size(); i += 4) {
+    uint32_t r = rd();
+    std::memcpy(&sb.uuid[i], &r, 4);
+  }
+  sb.uuid[6] = (sb.uuid[6] & 0x0F) | 0x40;  // RFC 4122 version 4
+  sb.uuid[8] = (sb.uuid[8] & 0x3F) | 0x80;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  sb.created_sec = now.tv_sec;
+  sb.creation_options = options.creation_options;
+
+  InodeRecord root;
+  root.mode = S_IFDIR | (options.root_mode & 07777);
+  root.uid = options.root_uid;
+  root.gid = options.root_gid;
+  root.nlink = 2;
+  root.generation = 1;
+  root.next_cookie = kFirstDirCookie;
+  root.atime = root.mtime = root.ctime = root.btime =
+      Timespec{now.tv_sec, static_cast<uint32_t>(now.tv_nsec)};
+
+  std::string sb_value, counter, root_value;
+  sb.EncodeTo(&sb_value);
+  EncodeCounter(&counter, kFirstFreeIno);
+  root.EncodeTo(&root_value);
+  WriteBatch batch;
+  batch.Put(Space::kMeta, kSuperblockKey, sb_value);
+  batch.Put(Space::kMeta, kNextInoKey, counter);
+  batch.Put(Space::kInode, InodeKey(kRootIno), root_value);
+  superblock_ = sb;
+  return Write(batch, WriteOptions{.sync = true});
+}
+
+StoreCounters BlockStore::counters() const {
+  StoreCounters c;
+  c.batches_written = batches_written_.load(std::memory_order_relaxed);
+  c.blocks_written = blocks_written_.load(std::memory_order_relaxed);
+  c.blocks_read = blocks_read_.load(std::memory_order_relaxed);
+  c.syncs = syncs_.load(std::memory_order_relaxed);
+  c.protection_errors_write = protection_errors_write_.load(std::memory_order_relaxed);
+  c.protection_errors_read = protection_errors_read_.load(std::memory_order_relaxed);
+  return c;
+}
+
+}  // namespace stablefs

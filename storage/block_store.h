@@ -1,0 +1,189 @@
+// BlockStore: the one interface to everything stablefs persists, and the verifying target.
+//
+// A BlockStore holds the records of storage/format.h in eight key spaces and the data blocks with
+// their PI tuples. It behaves as a DIF-capable disk does (guarantee 2): Write() checks every data
+// block's tuples against its data before anything is persisted and rejects the whole batch with a
+// Protection status on a mismatch; ReadBlocks() verifies again after loading. Both failures are
+// counted and their messages name inode, file offset, field, expected and received.
+//
+// Atomicity and durability (guarantee 3) are explicit: one Write() of a WriteBatch is applied all
+// or nothing; nothing is durable until a Write() with sync=true or a Sync() that started after it
+// returned. Holes are absent blocks and read as zeros.
+//
+// The public methods are implemented once, here, over a small raw interface (Do*) that each
+// store implements without any PI knowledge: RocksBlockStore (the real one), MemBlockStore (tests)
+// and FaultBlockStore, which wraps another store's raw interface to inject errors, bit flips and
+// lost unsynced writes below the checks.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "storage/format.h"
+#include "storage/pi.h"
+#include "storage/status.h"
+
+namespace stablefs {
+
+// A set of updates applied atomically by BlockStore::Write().
+class WriteBatch {
+ public:
+  enum class OpKind : uint8_t { kPut, kDelete, kDeleteRange, kPutBlock, kDeleteBlocks };
+  struct Op {
+    OpKind kind = OpKind::kPut;
+    Space space = Space::kMeta;
+    std::string key;               // kPut, kDelete; begin of kDeleteRange
+    std::string value;             // kPut; end of kDeleteRange
+    uint64_t ino = 0;              // kPutBlock, kDeleteBlocks
+    uint64_t index = 0;            // kPutBlock; first of kDeleteBlocks
+    uint64_t end = 0;              // kDeleteBlocks: one past the last index
+    const char* data = nullptr;    // kPutBlock: kBlockSize bytes
+    const char* tuples = nullptr;  // kPutBlock: TupleBytesPerBlock() bytes
+  };
+
+  // A record in a metadata space (not kData). Key and value are copied.
+  void Put(Space s, std::string_view key, std::string_view value);
+  void Delete(Space s, std::string_view key);
+  // Removes every record of space s with begin <= key < end (kData too: raw block keys).
+  void DeleteRange(Space s, std::string_view begin, std::string_view end);
+
+  // Data block `index` of inode `ino` with its tuples. Not copied: `data` and `tuples` must stay
+  // allocated and unchanged until Write() returns (they are pages under writeback, or bounce
+  // buffers). Write() verifies them unless WriteOptions::verify_pi is false.
+  void PutBlock(uint64_t ino, uint64_t index, const void* data, const void* tuples);
+  // As PutBlock, but the batch keeps its own copy.
+  void PutBlockCopy(uint64_t ino, uint64_t index, const void* data, const void* tuples,
+                    size_t tuple_bytes);
+  // Removes blocks [first, end) of inode ino; they become holes.
+  void DeleteBlocks(uint64_t ino, uint64_t first, uint64_t end);
+
+  const std::vector<Op>& ops() const { return ops_; }
+  size_t Count() const { return ops_.size(); }
+  bool empty() const { return ops_.empty(); }
+  void Clear();
+
+ private:
+  std::vector<Op> ops_;
+  std::vector<std::unique_ptr<char[]>> owned_;  // PutBlockCopy buffers
+};
+
+// What a new store starts with.
+struct CreateOptions {
+  // Protection format, type and interval. Default: pi::Profile's defaults (crc64-nvme, type 1,
+  // 4096-byte intervals).
+  pi::Profile pi;
+  // Owner and permission bits of the root directory. Default: 0, 0, 0755.
+  uint32_t root_uid = 0;
+  uint32_t root_gid = 0;
+  uint32_t root_mode = 0755;
+  // Recorded in the superblock as given (the mkfs command line's options). Default: empty.
+  std::string creation_options;
+};
+
+struct WriteOptions {
+  // Make the batch durable (a WAL sync) before returning. Default: false.
+  bool sync = false;
+  // Check every PutBlock's tuples against its data before writing. Default: true. Only damage
+  // injection (stablefsctl corrupt, tests, the fault store's crash rollback) turns it off.
+  bool verify_pi = true;
+};
+
+// A copy of a store's counters. All count since the store was opened.
+struct StoreCounters {
+  uint64_t batches_written = 0;
+  uint64_t blocks_written = 0;
+  uint64_t blocks_read = 0;              // blocks loaded and verified; holes are not counted
+  uint64_t syncs = 0;                    // Sync() calls and sync writes
+  uint64_t protection_errors_write = 0;  // batches rejected by Write()'s check
+  uint64_t protection_errors_read = 0;   // blocks that failed ReadBlocks()' check
+};
+
+class BlockStore {
+ public:
+  BlockStore(const BlockStore&) = delete;
+  BlockStore& operator=(const BlockStore&) = delete;
+  virtual ~BlockStore();
+
+  const Superblock& superblock() const { return superblock_; }
+  const pi::Profile& profile() const { return superblock_.pi; }
+  size_t tuple_bytes_per_block() const { return TupleBytesPerBlock(profile()); }
+
+  // ---- Records ----
+  // NotFound if the key is absent. In kData this returns the raw value (data || tuples),
+  // unverified.
+  Status Get(Space s, std::string_view key, std::string* value);
+  // Calls fn(key, value) for every record with begin <= key < end in key order (an empty `end`
+  // means to the end of the space) until fn returns false. Raw, unverified in kData.
+  Status Scan(Space s, std::string_view begin, std::string_view end,
+              const std::function<bool(std::string_view key, std::string_view value)>& fn);
+
+  // ---- Data ----
+  // Reads blocks [first, first + n) of inode ino into `data` (n * kBlockSize bytes) and verifies
+  // each against its tuples. present[i] (if present is not null) says whether block first + i
+  // exists; an absent block reads as zeros. On a mismatch returns Protection, naming inode,
+  // offset, field, expected and received, and counts it; `data` is then unspecified, and no
+  // caller may hand it out.
+  Status ReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, bool* present = nullptr);
+  // One block's stored data and tuples, unverified (inspect, fsck, scrub). NotFound for a hole.
+  Status ReadBlockRaw(uint64_t ino, uint64_t index, std::string* data, std::string* tuples);
+
+  // Applies the batch atomically. With verify_pi, every PutBlock is checked first and a mismatch
+  // rejects the whole batch (nothing is written) with Protection.
+  Status Write(const WriteBatch& batch, const WriteOptions& options = WriteOptions());
+  // Makes every Write() that returned before this call durable.
+  Status Sync();
+
+  // ---- PI of this store's blocks ----
+  // The tuples of block `index` of inode ino holding `data`: reference tags from the block's
+  // sectors, application tag from the inode (pi::AppTagForOwner).
+  void GenerateBlockPi(uint64_t ino, uint64_t index, const void* data, void* tuples) const;
+  // Ok, or Protection naming inode, offset, field, expected and received.
+  Status VerifyBlockPi(uint64_t ino, uint64_t index, const void* data, const void* tuples) const;
+
+  // Adds to *batch what zeroing bytes [offset, offset + len) of inode ino takes: whole blocks are
+  // deleted, partial blocks at either end are read (verified), zeroed and rewritten with fresh PI
+  // (copied into the batch). len == UINT64_MAX means to the end of the file (truncate).
+  // REQUIRES: no concurrent writer of these blocks until the batch is written.
+  Status StageZeroRange(uint64_t ino, uint64_t offset, uint64_t len, WriteBatch* batch);
+
+  StoreCounters counters() const;
+
+ protected:
+  BlockStore() = default;
+
+  // The raw interface. Implementations need no PI knowledge and must be thread-safe.
+  virtual Status DoGet(Space s, std::string_view key, std::string* value) = 0;
+  virtual Status DoScan(Space s, std::string_view begin, std::string_view end,
+                        const std::function<bool(std::string_view, std::string_view)>& fn) = 0;
+  // Loads the raw values of blocks [first, first + n): for each present block, kBlockSize bytes to
+  // data + i * kBlockSize and its tuples to tuples + i * tuple_bytes; present[i] says which.
+  // Corruption if a stored value has the wrong size.
+  virtual Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, char* tuples,
+                              bool* present) = 0;
+  virtual Status DoWrite(const WriteBatch& batch, bool sync) = 0;
+  virtual Status DoSync() = 0;
+
+  // Writes the records of a new, empty filesystem (superblock, inode counter, root directory)
+  // and syncs. Sets superblock_. Called by implementations' Create().
+  Status InitializeNewStore(const CreateOptions& options);
+
+  // Set once by the implementation when the store is opened or created.
+  Superblock superblock_;
+
+ private:
+  friend class FaultBlockStore;
+
+  std::atomic<uint64_t> batches_written_{0};
+  std::atomic<uint64_t> blocks_written_{0};
+  std::atomic<uint64_t> blocks_read_{0};
+  std::atomic<uint64_t> syncs_{0};
+  std::atomic<uint64_t> protection_errors_write_{0};
+  std::atomic<uint64_t> protection_errors_read_{0};
+};
+
+}  // namespace stablefs

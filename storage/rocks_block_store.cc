@@ -1,0 +1,293 @@
+// RocksBlockStore: column families, option choices, error translation, and the raw operations.
+#include "storage/rocks_block_store.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+namespace stablefs {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+std::string_view ToView(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
+
+// The one translation of RocksDB's status codes.
+Status FromRocks(const rocksdb::Status& s, std::string_view context) {
+  if (s.ok()) return Status::Ok();
+  std::string msg(context);
+  msg += ": ";
+  msg += s.ToString();
+  if (s.IsNotFound()) return Status::NotFound(msg);
+  if (s.IsCorruption()) return Status::Corruption(msg);
+  if (s.IsNoSpace()) return Status::NoSpace(msg);
+  if (s.IsNotSupported()) return Status::NotSupported(msg);
+  if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
+  return Status::IOError(msg);
+}
+
+rocksdb::ColumnFamilyOptions SpaceOptions(Space s, const RocksOptions& o,
+                                          const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions cf;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  table.cache_index_and_filter_blocks = true;
+  if (s == Space::kData) {
+    // Data is protected and already dense; compression would cost CPU on every flush.
+    cf.compression = rocksdb::kNoCompression;
+    cf.write_buffer_size = o.data_write_buffer_bytes;
+    if (o.blob_files) {
+      cf.enable_blob_files = true;
+      cf.min_blob_size = 0;
+      cf.blob_file_size = 256ull << 20;
+      cf.blob_compression_type = rocksdb::kNoCompression;
+      cf.enable_blob_garbage_collection = true;
+      cf.blob_garbage_collection_age_cutoff = 0.25;
+    }
+  } else {
+    cf.write_buffer_size = 16 << 20;
+  }
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return cf;
+}
+
+bool IsLockError(const rocksdb::Status& s) {
+  std::string m = s.ToString();
+  return s.IsIOError() &&
+         (m.find("lock") != std::string::npos || m.find("LOCK") != std::string::npos);
+}
+
+}  // namespace
+
+Status RocksBlockStore::Create(const std::string& path, const CreateOptions& create,
+                               const RocksOptions& options, std::unique_ptr<RocksBlockStore>* out) {
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    if (!fs::is_directory(path, ec)) {
+      return Status::InvalidArgument(path + " exists and is not a directory");
+    }
+    if (!fs::is_empty(path, ec)) {
+      return Status::InvalidArgument(path +
+                                     " is not empty; a store is created in an empty "
+                                     "or missing directory");
+    }
+  }
+  fs::create_directories(path, ec);
+  if (ec) return Status::IOError("cannot create " + path + ": " + ec.message());
+  std::unique_ptr<RocksBlockStore> store(new RocksBlockStore(path));
+  STABLEFS_RETURN_IF_ERROR(store->OpenDb(options, /*create=*/true));
+  STABLEFS_RETURN_IF_ERROR(store->InitializeNewStore(create));
+  *out = std::move(store);
+  return Status::Ok();
+}
+
+Status RocksBlockStore::Open(const std::string& path, const RocksOptions& options,
+                             std::unique_ptr<RocksBlockStore>* out) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    return Status::NotFound("no store at " + path + " (create one with mkfs.stablefs " + path +
+                            ")");
+  }
+  if (!fs::exists(fs::path(path) / "CURRENT", ec)) {
+    return Status::InvalidArgument(path + " is not a stablefs store (no RocksDB database in it)");
+  }
+  std::unique_ptr<RocksBlockStore> store(new RocksBlockStore(path));
+  STABLEFS_RETURN_IF_ERROR(store->OpenDb(options, /*create=*/false));
+  STABLEFS_RETURN_IF_ERROR(store->LoadSuperblock());
+  *out = std::move(store);
+  return Status::Ok();
+}
+
+Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = create;
+  db_options.create_missing_column_families = create;
+  db_options.error_if_exists = create;
+  db_options.paranoid_checks = true;
+  db_options.max_background_jobs = options.background_jobs;
+  db_options.bytes_per_sync = 1 << 20;
+  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  db_options.keep_log_file_num = 4;
+  auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+
+  std::vector<std::string> names;
+  if (!create) {
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, path_, &names);
+    if (!s.ok()) return FromRocks(s, path_ + " is not a readable stablefs store");
+    for (int i = 0; i < kNumSpaces; i++) {
+      const char* want = SpaceName(static_cast<Space>(i));
+      if (std::find(names.begin(), names.end(), want) == names.end()) {
+        return Status::Corruption(path_ + " is not a stablefs store: column family '" + want +
+                                  "' is missing");
+      }
+    }
+  }
+  // Our spaces first, in Space order, then any others the database has (RocksDB requires all).
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (int i = 0; i < kNumSpaces; i++) {
+    Space sp = static_cast<Space>(i);
+    descriptors.emplace_back(SpaceName(sp), SpaceOptions(sp, options, cache));
+  }
+  for (const std::string& name : names) {
+    bool ours = false;
+    for (int i = 0; i < kNumSpaces; i++) ours |= name == SpaceName(static_cast<Space>(i));
+    if (!ours) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path_, descriptors, &handles_, &db_);
+  if (!s.ok()) {
+    if (IsLockError(s)) {
+      return Status::Busy("store " + path_ + " is in use by another process (" + s.ToString() +
+                          ")");
+    }
+    return FromRocks(s, "cannot open store " + path_);
+  }
+  return Status::Ok();
+}
+
+Status RocksBlockStore::LoadSuperblock() {
+  std::string value;
+  Status s = DoGet(Space::kMeta, kSuperblockKey, &value);
+  if (s.IsNotFound()) return Status::Corruption(path_ + ": the superblock is missing");
+  if (!s.ok()) return s.WithContext("cannot read the superblock of " + path_);
+  s = superblock_.DecodeFrom(value);
+  if (!s.ok()) return s.WithContext(path_);
+  return Status::Ok();
+}
+
+RocksBlockStore::~RocksBlockStore() {
+  if (db_ == nullptr) return;
+  for (rocksdb::ColumnFamilyHandle* h : handles_) {
+    db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  }
+  db_->Close().PermitUncheckedError();
+  delete db_;
+}
+
+std::string RocksBlockStore::DataProperty(const std::string& name) const {
+  std::string value;
+  if (!db_->GetProperty(cf(Space::kData), name, &value)) return "";
+  return value;
+}
+
+Status RocksBlockStore::DoGet(Space s, std::string_view key, std::string* value) {
+  rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), cf(s), ToSlice(key), value);
+  if (rs.IsNotFound()) return Status::NotFound(SpaceName(s));
+  return FromRocks(rs, std::string("get in ") + SpaceName(s));
+}
+
+Status RocksBlockStore::DoScan(Space s, std::string_view begin, std::string_view end,
+                               const std::function<bool(std::string_view, std::string_view)>& fn) {
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper = ToSlice(end);
+  if (!end.empty()) ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(s)));
+  for (it->Seek(ToSlice(begin)); it->Valid(); it->Next()) {
+    if (!fn(ToView(it->key()), ToView(it->value()))) break;
+  }
+  return FromRocks(it->status(), std::string("scan of ") + SpaceName(s));
+}
+
+Status RocksBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data,
+                                     char* tuples, bool* present) {
+  const size_t tb = tuple_bytes_per_block();
+  auto take = [&](size_t i, const rocksdb::Slice& v) -> Status {
+    if (v.size() != kBlockSize + tb) {
+      return Status::Corruption("inode " + std::to_string(ino) + " block " +
+                                std::to_string(first + i) + ": stored value has " +
+                                std::to_string(v.size()) + " bytes, expected " +
+                                std::to_string(kBlockSize + tb));
+    }
+    std::memcpy(data + i * kBlockSize, v.data(), kBlockSize);
+    std::memcpy(tuples + i * tb, v.data() + kBlockSize, tb);
+    present[i] = true;
+    return Status::Ok();
+  };
+  std::fill(present, present + n, false);
+  char key[kDataKeySize];
+  EncodeDataKey(key, ino, first);
+  if (n == 1) {
+    rocksdb::PinnableSlice value;
+    rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), cf(Space::kData),
+                                  rocksdb::Slice(key, sizeof(key)), &value);
+    if (rs.IsNotFound()) {
+      std::memset(data, 0, kBlockSize);
+      return Status::Ok();
+    }
+    STABLEFS_RETURN_IF_ERROR(FromRocks(rs, "read of inode " + std::to_string(ino)));
+    return take(0, value);
+  }
+  // A range: one iterator pass over the blocks that exist.
+  char end_key[kDataKeySize];
+  EncodeDataKey(end_key, ino, first + n);
+  rocksdb::Slice upper(end_key, sizeof(end_key));
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(Space::kData)));
+  for (it->Seek(rocksdb::Slice(key, sizeof(key))); it->Valid(); it->Next()) {
+    uint64_t kino, index;
+    if (!ParseDataKey(ToView(it->key()), &kino, &index) || kino != ino || index < first ||
+        index >= first + n) {
+      return Status::Corruption("malformed data key under inode " + std::to_string(ino));
+    }
+    STABLEFS_RETURN_IF_ERROR(take(index - first, it->value()));
+  }
+  STABLEFS_RETURN_IF_ERROR(FromRocks(it->status(), "read of inode " + std::to_string(ino)));
+  for (size_t i = 0; i < n; i++) {
+    if (!present[i]) std::memset(data + i * kBlockSize, 0, kBlockSize);
+  }
+  return Status::Ok();
+}
+
+Status RocksBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
+  const size_t tb = tuple_bytes_per_block();
+  rocksdb::WriteBatch wb;
+  for (const WriteBatch::Op& op : batch.ops()) {
+    rocksdb::ColumnFamilyHandle* h = cf(op.space);
+    rocksdb::Status s;
+    switch (op.kind) {
+      case WriteBatch::OpKind::kPut:
+        s = wb.Put(h, ToSlice(op.key), ToSlice(op.value));
+        break;
+      case WriteBatch::OpKind::kDelete:
+        s = wb.Delete(h, ToSlice(op.key));
+        break;
+      case WriteBatch::OpKind::kDeleteRange:
+        if (op.key < op.value) s = wb.DeleteRange(h, ToSlice(op.key), ToSlice(op.value));
+        break;
+      case WriteBatch::OpKind::kPutBlock: {
+        char key[kDataKeySize];
+        EncodeDataKey(key, op.ino, op.index);
+        rocksdb::Slice key_part(key, sizeof(key));
+        // Data and tuples are gathered into the batch without an intermediate copy.
+        rocksdb::Slice value_parts[2] = {rocksdb::Slice(op.data, kBlockSize),
+                                         rocksdb::Slice(op.tuples, tb)};
+        s = wb.Put(h, rocksdb::SliceParts(&key_part, 1), rocksdb::SliceParts(value_parts, 2));
+        break;
+      }
+      case WriteBatch::OpKind::kDeleteBlocks: {
+        std::string begin = DataKey(op.ino, op.index);
+        std::string end = DataKeyRangeEnd(op.ino, op.end);
+        if (begin < end) s = wb.DeleteRange(h, begin, end);
+        break;
+      }
+    }
+    STABLEFS_RETURN_IF_ERROR(FromRocks(s, "building a write batch"));
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return FromRocks(db_->Write(wo, &wb), "write to store " + path_);
+}
+
+Status RocksBlockStore::DoSync() { return FromRocks(db_->SyncWAL(), "sync of store " + path_); }
+
+}  // namespace stablefs

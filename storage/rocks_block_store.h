@@ -1,0 +1,72 @@
+// RocksBlockStore: the real BlockStore, one RocksDB database with a column family per Space.
+//
+// A store is a directory holding the RocksDB database. Every WriteBatch becomes one
+// rocksdb::WriteBatch across column families, so a writeback of many blocks plus the new inode
+// size, or a rename, commits atomically. A write with sync=true and Sync() sync the WAL; until
+// then a write survives a crash of the daemon (it is in the OS page cache) but not of the machine.
+// Data blocks live in BlobDB blob files (storage/FORMAT.md), so compaction moves only their keys.
+//
+// Opening checks what can be wrong with a store and says so in one line: missing, not a stablefs
+// store, locked by another process, another format version, a damaged superblock.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "storage/block_store.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace stablefs {
+
+struct RocksOptions {
+  // RocksDB block cache, shared by all column families. Default: 32 MiB.
+  size_t block_cache_bytes = 32 << 20;
+  // Memtable size of the data column family. Default: 64 MiB.
+  size_t data_write_buffer_bytes = 64 << 20;
+  // Keep data blocks in BlobDB blob files so that compaction does not rewrite them. Default: true.
+  bool blob_files = true;
+  // Background flush and compaction threads. Default: 2.
+  int background_jobs = 2;
+};
+
+class RocksBlockStore : public BlockStore {
+ public:
+  // Creates a store in `path`, which must be missing or an empty directory.
+  static Status Create(const std::string& path, const CreateOptions& create,
+                       const RocksOptions& options, std::unique_ptr<RocksBlockStore>* out);
+  // Opens an existing store.
+  static Status Open(const std::string& path, const RocksOptions& options,
+                     std::unique_ptr<RocksBlockStore>* out);
+  ~RocksBlockStore() override;
+
+  const std::string& path() const { return path_; }
+  // A RocksDB property of the data column family (e.g. "rocksdb.stats"); empty if unknown.
+  std::string DataProperty(const std::string& name) const;
+
+ protected:
+  Status DoGet(Space s, std::string_view key, std::string* value) override;
+  Status DoScan(Space s, std::string_view begin, std::string_view end,
+                const std::function<bool(std::string_view, std::string_view)>& fn) override;
+  Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, char* tuples,
+                      bool* present) override;
+  Status DoWrite(const WriteBatch& batch, bool sync) override;
+  Status DoSync() override;
+
+ private:
+  explicit RocksBlockStore(std::string path) : path_(std::move(path)) {}
+  Status OpenDb(const RocksOptions& options, bool create);
+  Status LoadSuperblock();
+  rocksdb::ColumnFamilyHandle* cf(Space s) const { return handles_[static_cast<int>(s)]; }
+
+  const std::string path_;
+  rocksdb::DB* db_ = nullptr;
+  // Indexed by Space; handles_ beyond kNumSpaces are column families this build does not know.
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+};
+
+}  // namespace stablefs

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Runs all of stablefs's tests on this machine, setting up what is missing first:
+#   1. the dependencies (tools/install-deps.sh),
+#   2. the formatting check (clang-format, Google-based .clang-format),
+#   3. the default build (g++, RelWithDebInfo) and every test in it,
+#   4. an AddressSanitizer + UndefinedBehaviorSanitizer build and the unit tests in it,
+#   5. a clang build with -Wthread-safety -Werror over the annotated locks.
+# Build trees go to build/, build-asan/ and build-tsa/. Set JOBS to change build parallelism
+# (default: the number of cores). Exits non-zero if anything fails; the last line counts tests.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+JOBS=${JOBS:-$(nproc)}
+total_passed=0
+total_failed=0
+failed_steps=()
+
+step() { printf '\n=== %s\n' "$*"; }
+
+# run_ctest BUILD_DIR [ctest args...]: runs ctest and adds its counts to the totals.
+run_ctest() {
+  local dir=$1
+  shift
+  local log
+  log=$(mktemp)
+  ctest --test-dir "$dir" -j "$JOBS" --output-on-failure --timeout 900 "$@" 2>&1 | tee "$log"
+  local line
+  line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
+  rm -f "$log"
+  if [ -z "$line" ]; then
+    failed_steps+=("ctest in $dir ran no test")
+    return 1
+  fi
+  local failed total
+  failed=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+  total=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
+  total_passed=$((total_passed + total - failed))
+  total_failed=$((total_failed + failed))
+  [ "$failed" -eq 0 ] || failed_steps+=("tests in $dir")
+}
+
+# build DIR [cmake args...]
+build() {
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null && cmake --build "$dir" -j "$JOBS"
+}
+
+step "dependencies"
+tools/install-deps.sh || { echo "cannot install dependencies"; exit 1; }
+
+step "format (clang-format --dry-run)"
+mapfile -t sources < <(git ls-files '*.h' '*.cc' 2>/dev/null || find storage fs tools tests -name '*.h' -o -name '*.cc')
+if clang-format --dry-run --Werror "${sources[@]}"; then
+  echo "format: ${#sources[@]} files clean"
+else
+  failed_steps+=("format")
+fi
+
+step "default build and all tests"
+if build build -DCMAKE_BUILD_TYPE=RelWithDebInfo; then
+  run_ctest build
+else
+  failed_steps+=("default build")
+fi
+
+step "AddressSanitizer + UBSan build and unit tests"
+if build build-asan -DCMAKE_BUILD_TYPE=Debug -DSTABLEFS_SANITIZE=address; then
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build-asan -L unit
+else
+  failed_steps+=("asan build")
+fi
+
+step "clang -Wthread-safety -Werror build"
+if ! CXX=clang++ CC=clang build build-tsa -DCMAKE_BUILD_TYPE=Debug -DSTABLEFS_THREAD_SAFETY=ON; then
+  failed_steps+=("thread-safety build")
+fi
+
+step "summary"
+for s in "${failed_steps[@]}"; do echo "FAILED: $s"; done
+echo "stablefs: ${total_passed} passed, ${total_failed} failed"
+[ ${#failed_steps[@]} -eq 0 ]
