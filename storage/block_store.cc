@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -114,45 +115,72 @@ Status BlockStore::ReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data
   if (n == 0) return Status::Ok();
   const size_t tb = tuple_bytes_per_block();
   char stack_tuples[kStackTupleBytes];
+  BlockState stack_state[kStackTupleBytes / 16];
   std::unique_ptr<char[]> heap_tuples;
+  std::unique_ptr<BlockState[]> heap_state;
   char* tuples = stack_tuples;
-  if (n * tb > sizeof(stack_tuples)) {
+  BlockState* state = stack_state;
+  if (n * tb > sizeof(stack_tuples) || n > std::size(stack_state)) {
     heap_tuples = std::make_unique<char[]>(n * tb);
+    heap_state = std::make_unique<BlockState[]>(n);
     tuples = heap_tuples.get();
+    state = heap_state.get();
   }
-  std::unique_ptr<bool[]> own_present;
-  if (present == nullptr) {
-    own_present = std::make_unique<bool[]>(n);
-    present = own_present.get();
-  }
-  Status s = DoReadBlocks(ino, first, n, data, tuples, present);
-  if (!s.ok()) return s;
-  for (size_t i = 0; i < n; i++) {
-    char* block = data + i * kBlockSize;
-    if (!present[i]) continue;
-    s = VerifyBlockPi(ino, first + i, block, tuples + i * tb);
-    if (!s.ok()) {
-      protection_errors_read_.fetch_add(1, std::memory_order_relaxed);
-      // No caller may see bytes that failed verification, even by mistake.
-      std::memset(data, 0, n * kBlockSize);
-      return s;
+  Status s = DoReadBlocks(ino, first, n, data, tuples, state);
+  for (size_t i = 0; s.ok() && i < n; i++) {
+    if (present != nullptr) present[i] = state[i] == BlockState::kPresent;
+    if (state[i] == BlockState::kLost) {
+      s = Status::Corruption("inode " + std::to_string(ino) + " offset " +
+                             std::to_string((first + i) * kBlockSize) +
+                             ": block missing: expected in the store (block map), received none");
+    } else if (state[i] == BlockState::kPresent) {
+      s = VerifyBlockPi(ino, first + i, data + i * kBlockSize, tuples + i * tb);
+      if (s.ok()) blocks_read_.fetch_add(1, std::memory_order_relaxed);
     }
-    blocks_read_.fetch_add(1, std::memory_order_relaxed);
+    if (!s.ok() && !s.IsIOError()) {
+      protection_errors_read_.fetch_add(1, std::memory_order_relaxed);
+    }
   }
-  return Status::Ok();
+  // No caller may see bytes that failed verification, even by mistake.
+  if (!s.ok()) std::memset(data, 0, n * kBlockSize);
+  return s;
 }
 
 Status BlockStore::ReadBlockRaw(uint64_t ino, uint64_t index, std::string* data,
                                 std::string* tuples) {
   data->resize(kBlockSize);
   tuples->resize(tuple_bytes_per_block());
-  bool present = false;
-  STABLEFS_RETURN_IF_ERROR(DoReadBlocks(ino, index, 1, data->data(), tuples->data(), &present));
-  if (!present) {
+  BlockState state;
+  STABLEFS_RETURN_IF_ERROR(DoReadBlocks(ino, index, 1, data->data(), tuples->data(), &state));
+  if (state != BlockState::kPresent) {
     return Status::NotFound("inode " + std::to_string(ino) + " block " + std::to_string(index) +
-                            " is a hole");
+                            (state == BlockState::kLost ? " is missing" : " is a hole"));
   }
   return Status::Ok();
+}
+
+Status BlockStore::ScanBlockMap(uint64_t ino, uint64_t first, uint64_t end,
+                                const std::function<bool(uint64_t)>& fn) {
+  Status parse = Status::Ok();
+  Status s = DoScan(
+      Space::kBlockMap, DataKey(ino, first), DataKeyRangeEnd(ino, end),
+      [&](std::string_view key, std::string_view) {
+        uint64_t kino, index;
+        if (!ParseDataKey(key, &kino, &index) || kino != ino) {
+          parse = Status::Corruption("malformed block map key under inode " + std::to_string(ino));
+          return false;
+        }
+        return fn(index);
+      });
+  return s.ok() ? parse : s;
+}
+
+Status BlockStore::CountBlocks(uint64_t ino, uint64_t first, uint64_t end, uint64_t* count) {
+  *count = 0;
+  return ScanBlockMap(ino, first, end, [&](uint64_t) {
+    ++*count;
+    return true;
+  });
 }
 
 Status BlockStore::Write(const WriteBatch& batch, const WriteOptions& options) {

@@ -85,6 +85,13 @@ struct CreateOptions {
   std::string creation_options;
 };
 
+// What a raw read found at one block index, from one consistent view of the store.
+enum class BlockState : uint8_t {
+  kHole,     // in neither the data nor the block map
+  kPresent,  // in the data (data and tuples were loaded)
+  kLost,     // in the block map but not in the data: a lost block
+};
+
 struct WriteOptions {
   // Make the batch durable (a WAL sync) before returning. Default: false.
   bool sync = false;
@@ -126,9 +133,16 @@ class BlockStore {
   // Reads blocks [first, first + n) of inode ino into `data` (n * kBlockSize bytes) and verifies
   // each against its tuples. present[i] (if present is not null) says whether block first + i
   // exists; an absent block reads as zeros. On a mismatch returns Protection, naming inode,
-  // offset, field, expected and received, and counts it; `data` is then unspecified, and no
-  // caller may hand it out.
+  // offset, field, expected and received, and counts it; a block in the block map but missing
+  // from the data is Corruption, counted the same way. On either failure `data` is zeroed.
   Status ReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, bool* present = nullptr);
+  // Calls fn(index) for each block of ino in [first, end) that exists, in order, from the block
+  // map (cheap: no data is read), until fn returns false. end == UINT64_MAX: to the last block.
+  Status ScanBlockMap(uint64_t ino, uint64_t first, uint64_t end,
+                      const std::function<bool(uint64_t index)>& fn);
+  // The number of blocks of ino in [first, end) that exist.
+  Status CountBlocks(uint64_t ino, uint64_t first, uint64_t end, uint64_t* count);
+
   // One block's stored data and tuples, unverified (inspect, fsck, scrub). NotFound for a hole.
   Status ReadBlockRaw(uint64_t ino, uint64_t index, std::string* data, std::string* tuples);
 
@@ -156,15 +170,18 @@ class BlockStore {
  protected:
   BlockStore() = default;
 
-  // The raw interface. Implementations need no PI knowledge and must be thread-safe.
+  // The raw interface. Implementations need no PI knowledge and must be thread-safe. DoWrite
+  // maintains the block map: kPutBlock also puts the block's key in kBlockMap, kDeleteBlocks
+  // also deletes the range from it.
   virtual Status DoGet(Space s, std::string_view key, std::string* value) = 0;
   virtual Status DoScan(Space s, std::string_view begin, std::string_view end,
                         const std::function<bool(std::string_view, std::string_view)>& fn) = 0;
   // Loads the raw values of blocks [first, first + n): for each present block, kBlockSize bytes to
-  // data + i * kBlockSize and its tuples to tuples + i * tuple_bytes; present[i] says which.
-  // Corruption if a stored value has the wrong size.
+  // data + i * kBlockSize and its tuples to tuples + i * tuple_bytes; others get zeros. state[i]
+  // says which, judged from one consistent view of data and block map, so that a concurrent write
+  // or delete is never mistaken for a lost block. Corruption if a stored value has the wrong size.
   virtual Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, char* tuples,
-                              bool* present) = 0;
+                              BlockState* state) = 0;
   virtual Status DoWrite(const WriteBatch& batch, bool sync) = 0;
   virtual Status DoSync() = 0;
 

@@ -59,19 +59,19 @@ Status FaultBlockStore::DoScan(Space s, std::string_view begin, std::string_view
 }
 
 Status FaultBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data,
-                                     char* tuples, bool* present) {
+                                     char* tuples, BlockState* state) {
   std::vector<Flip> flips;
   {
     MutexLock lock(&mu_);
     if (std::optional<Status> e = TakeError(&read_errors_, ino)) return *e;
     flips = flips_;
   }
-  STABLEFS_RETURN_IF_ERROR(base_->DoReadBlocks(ino, first, n, data, tuples, present));
+  STABLEFS_RETURN_IF_ERROR(base_->DoReadBlocks(ino, first, n, data, tuples, state));
   const size_t tb = tuple_bytes_per_block();
   for (const Flip& f : flips) {
     if (f.ino != ino || f.index < first || f.index >= first + n) continue;
     size_t i = f.index - first;
-    if (!present[i]) continue;
+    if (state[i] != BlockState::kPresent) continue;
     size_t byte = f.bit / 8;
     char mask = static_cast<char>(1u << (f.bit % 8));
     if (byte < kBlockSize) {
@@ -113,9 +113,12 @@ Status FaultBlockStore::CaptureUndo(const WriteBatch& batch, UndoBatch* undo) {
         break;
       case WriteBatch::OpKind::kPutBlock:
         STABLEFS_RETURN_IF_ERROR(capture_key(Space::kData, DataKey(op.ino, op.index)));
+        STABLEFS_RETURN_IF_ERROR(capture_key(Space::kBlockMap, DataKey(op.ino, op.index)));
         break;
       case WriteBatch::OpKind::kDeleteBlocks:
         STABLEFS_RETURN_IF_ERROR(capture_range(Space::kData, DataKey(op.ino, op.index),
+                                               DataKeyRangeEnd(op.ino, op.end)));
+        STABLEFS_RETURN_IF_ERROR(capture_range(Space::kBlockMap, DataKey(op.ino, op.index),
                                                DataKeyRangeEnd(op.ino, op.end)));
         break;
     }

@@ -53,7 +53,7 @@ class FaultBlockStore : public BlockStore {
   Status DoScan(Space s, std::string_view begin, std::string_view end,
                 const std::function<bool(std::string_view, std::string_view)>& fn) override;
   Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, char* tuples,
-                      bool* present) override;
+                      BlockState* state) override;
   Status DoWrite(const WriteBatch& batch, bool sync) override;
   Status DoSync() override;
 

@@ -43,6 +43,8 @@ const char* SpaceName(Space s) {
       return "orphans";
     case Space::kData:
       return "data";
+    case Space::kBlockMap:
+      return "blockmap";
   }
   return "?";
 }

@@ -36,8 +36,9 @@ enum class Space : uint8_t {
   kXattr = 5,      // "xattrs": (inode, name) -> value
   kOrphan = 6,     // "orphans": inode number -> empty; unlinked inodes still open
   kData = 7,       // "data": (inode, block index) -> block data || tuples
+  kBlockMap = 8,   // "blockmap": (inode, block index) -> empty, for every block in kData
 };
-inline constexpr int kNumSpaces = 8;
+inline constexpr int kNumSpaces = 9;
 // The column family name of a space, as above.
 const char* SpaceName(Space s);
 

@@ -41,14 +41,16 @@ Status MemBlockStore::DoScan(Space s, std::string_view begin, std::string_view e
 }
 
 Status MemBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, char* tuples,
-                                   bool* present) {
+                                   BlockState* state) {
   const size_t tb = tuple_bytes_per_block();
   MutexLock lock(&mu_);
   const Map& m = spaces_[static_cast<int>(Space::kData)];
+  const Map& map = spaces_[static_cast<int>(Space::kBlockMap)];
   for (size_t i = 0; i < n; i++) {
-    auto it = m.find(DataKey(ino, first + i));
-    present[i] = it != m.end();
-    if (!present[i]) {
+    std::string key = DataKey(ino, first + i);
+    auto it = m.find(key);
+    if (it == m.end()) {
+      state[i] = map.count(key) ? BlockState::kLost : BlockState::kHole;
       std::memset(data + i * kBlockSize, 0, kBlockSize);
       continue;
     }
@@ -57,6 +59,7 @@ Status MemBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char*
                                 std::to_string(first + i) + ": stored value has " +
                                 std::to_string(it->second.size()) + " bytes");
     }
+    state[i] = BlockState::kPresent;
     std::memcpy(data + i * kBlockSize, it->second.data(), kBlockSize);
     std::memcpy(tuples + i * tb, it->second.data() + kBlockSize, tb);
   }
@@ -81,13 +84,19 @@ Status MemBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
       case WriteBatch::OpKind::kPutBlock: {
         std::string value(op.data, kBlockSize);
         value.append(op.tuples, tb);
-        m.insert_or_assign(DataKey(op.ino, op.index), std::move(value));
+        std::string key = DataKey(op.ino, op.index);
+        m.insert_or_assign(key, std::move(value));
+        spaces_[static_cast<int>(Space::kBlockMap)].insert_or_assign(std::move(key), "");
         break;
       }
       case WriteBatch::OpKind::kDeleteBlocks: {
         std::string begin = DataKey(op.ino, op.index);
         std::string end = DataKeyRangeEnd(op.ino, op.end);
-        if (begin < end) m.erase(m.lower_bound(begin), m.lower_bound(end));
+        if (begin < end) {
+          m.erase(m.lower_bound(begin), m.lower_bound(end));
+          Map& map = spaces_[static_cast<int>(Space::kBlockMap)];
+          map.erase(map.lower_bound(begin), map.lower_bound(end));
+        }
         break;
       }
     }

@@ -3,6 +3,7 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
@@ -42,6 +43,10 @@ rocksdb::ColumnFamilyOptions SpaceOptions(Space s, const RocksOptions& o,
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = cache;
   table.cache_index_and_filter_blocks = true;
+  // Point lookups of data blocks and block map entries skip SST files that cannot hold the key.
+  if (s == Space::kData || s == Space::kBlockMap) {
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  }
   if (s == Space::kData) {
     // Data is protected and already dense; compression would cost CPU on every flush.
     cf.compression = rocksdb::kNoCompression;
@@ -116,6 +121,9 @@ Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   db_options.paranoid_checks = true;
   db_options.max_background_jobs = options.background_jobs;
   db_options.bytes_per_sync = 1 << 20;
+  // Small metadata families would otherwise pin every WAL file until the WAL reaches four times
+  // the memtable budget; past this size RocksDB flushes the families holding the oldest WAL.
+  db_options.max_total_wal_size = options.max_wal_bytes;
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   db_options.keep_log_file_num = 4;
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
@@ -198,7 +206,37 @@ Status RocksBlockStore::DoScan(Space s, std::string_view begin, std::string_view
 }
 
 Status RocksBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data,
-                                     char* tuples, bool* present) {
+                                     char* tuples, BlockState* state) {
+  STABLEFS_RETURN_IF_ERROR(ReadBlocksAt(nullptr, ino, first, n, data, tuples, state));
+  if (std::find(state, state + n, BlockState::kHole) == state + n) return Status::Ok();
+  // A hole: is it one, or a lost block? Data and block map must be read at one sequence number, or
+  // a concurrent write or delete would look like a lost block; read both again at a snapshot.
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  Status s = ReadBlocksAt(snap, ino, first, n, data, tuples, state);
+  if (s.ok()) {
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snap;
+    std::string key = DataKey(ino, first), end = DataKey(ino, first + n);
+    rocksdb::Slice upper(end);
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(Space::kBlockMap)));
+    for (it->Seek(key); it->Valid(); it->Next()) {
+      uint64_t kino, index;
+      if (!ParseDataKey(ToView(it->key()), &kino, &index) || kino != ino || index < first ||
+          index >= first + n) {
+        s = Status::Corruption("malformed block map key under inode " + std::to_string(ino));
+        break;
+      }
+      if (state[index - first] == BlockState::kHole) state[index - first] = BlockState::kLost;
+    }
+    if (s.ok()) s = FromRocks(it->status(), "block map of inode " + std::to_string(ino));
+  }
+  db_->ReleaseSnapshot(snap);
+  return s;
+}
+
+Status RocksBlockStore::ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino, uint64_t first,
+                                     size_t n, char* data, char* tuples, BlockState* state) {
   const size_t tb = tuple_bytes_per_block();
   auto take = [&](size_t i, const rocksdb::Slice& v) -> Status {
     if (v.size() != kBlockSize + tb) {
@@ -209,16 +247,17 @@ Status RocksBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, cha
     }
     std::memcpy(data + i * kBlockSize, v.data(), kBlockSize);
     std::memcpy(tuples + i * tb, v.data() + kBlockSize, tb);
-    present[i] = true;
+    state[i] = BlockState::kPresent;
     return Status::Ok();
   };
-  std::fill(present, present + n, false);
+  std::fill(state, state + n, BlockState::kHole);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
   char key[kDataKeySize];
   EncodeDataKey(key, ino, first);
   if (n == 1) {
     rocksdb::PinnableSlice value;
-    rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), cf(Space::kData),
-                                  rocksdb::Slice(key, sizeof(key)), &value);
+    rocksdb::Status rs = db_->Get(ro, cf(Space::kData), rocksdb::Slice(key, sizeof(key)), &value);
     if (rs.IsNotFound()) {
       std::memset(data, 0, kBlockSize);
       return Status::Ok();
@@ -230,7 +269,6 @@ Status RocksBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, cha
   char end_key[kDataKeySize];
   EncodeDataKey(end_key, ino, first + n);
   rocksdb::Slice upper(end_key, sizeof(end_key));
-  rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(Space::kData)));
   for (it->Seek(rocksdb::Slice(key, sizeof(key))); it->Valid(); it->Next()) {
@@ -243,7 +281,7 @@ Status RocksBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, cha
   }
   STABLEFS_RETURN_IF_ERROR(FromRocks(it->status(), "read of inode " + std::to_string(ino)));
   for (size_t i = 0; i < n; i++) {
-    if (!present[i]) std::memset(data + i * kBlockSize, 0, kBlockSize);
+    if (state[i] == BlockState::kHole) std::memset(data + i * kBlockSize, 0, kBlockSize);
   }
   return Status::Ok();
 }
@@ -272,12 +310,16 @@ Status RocksBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
         rocksdb::Slice value_parts[2] = {rocksdb::Slice(op.data, kBlockSize),
                                          rocksdb::Slice(op.tuples, tb)};
         s = wb.Put(h, rocksdb::SliceParts(&key_part, 1), rocksdb::SliceParts(value_parts, 2));
+        if (s.ok()) s = wb.Put(cf(Space::kBlockMap), key_part, rocksdb::Slice());
         break;
       }
       case WriteBatch::OpKind::kDeleteBlocks: {
         std::string begin = DataKey(op.ino, op.index);
         std::string end = DataKeyRangeEnd(op.ino, op.end);
-        if (begin < end) s = wb.DeleteRange(h, begin, end);
+        if (begin < end) {
+          s = wb.DeleteRange(h, begin, end);
+          if (s.ok()) s = wb.DeleteRange(cf(Space::kBlockMap), begin, end);
+        }
         break;
       }
     }

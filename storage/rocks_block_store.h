@@ -19,6 +19,7 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class Snapshot;
 }  // namespace rocksdb
 
 namespace stablefs {
@@ -30,6 +31,9 @@ struct RocksOptions {
   size_t data_write_buffer_bytes = 64 << 20;
   // Keep data blocks in BlobDB blob files so that compaction does not rewrite them. Default: true.
   bool blob_files = true;
+  // WAL size past which the column families holding the oldest WAL file are flushed, bounding
+  // the WAL's disk use and the replay at the next open. Default: 256 MiB.
+  uint64_t max_wal_bytes = 256ull << 20;
   // Background flush and compaction threads. Default: 2.
   int background_jobs = 2;
 };
@@ -53,13 +57,17 @@ class RocksBlockStore : public BlockStore {
   Status DoScan(Space s, std::string_view begin, std::string_view end,
                 const std::function<bool(std::string_view, std::string_view)>& fn) override;
   Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, char* tuples,
-                      bool* present) override;
+                      BlockState* state) override;
   Status DoWrite(const WriteBatch& batch, bool sync) override;
   Status DoSync() override;
 
  private:
   explicit RocksBlockStore(std::string path) : path_(std::move(path)) {}
   Status OpenDb(const RocksOptions& options, bool create);
+  // Reads the data of blocks [first, first + n) at `snap` (null: the latest), marking each
+  // kPresent or kHole; the block map is not consulted.
+  Status ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino, uint64_t first, size_t n,
+                      char* data, char* tuples, BlockState* state);
   Status LoadSuperblock();
   rocksdb::ColumnFamilyHandle* cf(Space s) const { return handles_[static_cast<int>(s)]; }
 

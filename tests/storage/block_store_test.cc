@@ -422,6 +422,48 @@ TYPED_TEST(BlockStoreConformance, RangeDeletion) {
   EXPECT_TRUE(s->Get(Space::kXattr, NameKey(ino + 1, "a"), &v).ok());
 }
 
+TYPED_TEST(BlockStoreConformance, BlockMapFollowsEveryBlock) {
+  BlockStore* s = this->store_.get();
+  const uint64_t ino = 55;
+  for (uint64_t i : {0, 1, 2, 7, 8, 100}) ASSERT_TRUE(PutBlock(s, ino, i, RandomBlock(i)).ok());
+  ASSERT_TRUE(PutBlock(s, ino + 1, 3, RandomBlock(3)).ok());
+  uint64_t n = 0;
+  ASSERT_TRUE(s->CountBlocks(ino, 0, UINT64_MAX, &n).ok());
+  EXPECT_EQ(n, 6u);
+  ASSERT_TRUE(s->CountBlocks(ino, 2, 8, &n).ok());
+  EXPECT_EQ(n, 2u);  // 2 and 7
+  WriteBatch b;
+  b.DeleteBlocks(ino, 1, 8);
+  ASSERT_TRUE(PutBlock(s, ino, 1, RandomBlock(1)).ok());  // overwrite: still one entry
+  ASSERT_TRUE(s->Write(b).ok());
+  std::vector<uint64_t> seen;
+  ASSERT_TRUE(s->ScanBlockMap(ino, 0, UINT64_MAX, [&](uint64_t i) {
+                 seen.push_back(i);
+                 return true;
+               }).ok());
+  EXPECT_EQ(seen, (std::vector<uint64_t>{0, 8, 100}));
+  ASSERT_TRUE(s->CountBlocks(ino + 1, 0, UINT64_MAX, &n).ok());
+  EXPECT_EQ(n, 1u);
+}
+
+TYPED_TEST(BlockStoreConformance, ADroppedBlockIsDetectedNotReadAsAHole) {
+  BlockStore* s = this->store_.get();
+  const uint64_t ino = 57;
+  for (uint64_t i = 0; i < 4; i++) ASSERT_TRUE(PutBlock(s, ino, i, RandomBlock(i)).ok());
+  WriteBatch drop;  // below the checks: the data record goes, its map entry stays
+  drop.Delete(Space::kData, DataKey(ino, 2));
+  ASSERT_TRUE(s->Write(drop).ok());
+  std::string buf(4 * kBlockSize, 'x');
+  Status st = s->ReadBlocks(ino, 0, 4, buf.data());
+  ASSERT_TRUE(st.IsCorruption()) << st.ToString();
+  EXPECT_NE(st.message().find("inode 57 offset 8192"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("block missing"), std::string::npos) << st.message();
+  EXPECT_EQ(buf, std::string(4 * kBlockSize, '\0'));
+  EXPECT_EQ(s->counters().protection_errors_read, 1u);
+  EXPECT_EQ(ReadBlock(s, ino, 3), RandomBlock(3));
+  EXPECT_EQ(ReadBlock(s, ino, 9), std::nullopt);  // a real hole still reads as zeros
+}
+
 TYPED_TEST(BlockStoreConformance, ZeroRangeRewritesPartialBlocksWithFreshPi) {
   BlockStore* s = this->store_.get();
   const uint64_t ino = 60;
@@ -668,7 +710,9 @@ TYPED_TEST(FaultStoreTest, RandomCrashesNeverLoseSyncedWrites) {
     bool sync_write = rng() % 8 == 0;
     ASSERT_TRUE(s->Write(b, WriteOptions{.sync = sync_write}).ok());
     if (sync_write || rng() % 8 == 0) {
-      if (!sync_write) ASSERT_TRUE(s->Sync().ok());
+      if (!sync_write) {
+        ASSERT_TRUE(s->Sync().ok());
+      }
       durable = DumpStore(s);
       EXPECT_EQ(this->fault_->UnsyncedBatches(), 0u);
     }
