@@ -63,6 +63,7 @@ void WriteBatch::PutBlockCopy(uint64_t ino, uint64_t index, const void* data, co
   std::memcpy(buf.get(), data, kBlockSize);
   std::memcpy(buf.get() + kBlockSize, tuples, tuple_bytes);
   PutBlock(ino, index, buf.get(), buf.get() + kBlockSize);
+  ops_.back().owned = true;
   owned_.push_back(std::move(buf));
 }
 
@@ -74,6 +75,27 @@ void WriteBatch::DeleteBlocks(uint64_t ino, uint64_t first, uint64_t end) {
   op.index = first;
   op.end = end;
   ops_.push_back(std::move(op));
+}
+
+void WriteBatch::StableCopyOf(const WriteBatch& src, size_t tuple_bytes) {
+  Clear();
+  size_t blocks = 0;
+  for (const Op& op : src.ops_) blocks += op.kind == OpKind::kPutBlock;
+  const size_t stride = kBlockSize + tuple_bytes;
+  auto arena = std::make_unique<char[]>(blocks * stride);
+  char* next = arena.get();
+  ops_.reserve(src.ops_.size());
+  for (const Op& op : src.ops_) {
+    ops_.push_back(op);
+    if (op.kind != OpKind::kPutBlock) continue;
+    std::memcpy(next, op.data, kBlockSize);
+    std::memcpy(next + kBlockSize, op.tuples, tuple_bytes);
+    ops_.back().data = next;
+    ops_.back().tuples = next + kBlockSize;
+    ops_.back().owned = true;
+    next += stride;
+  }
+  owned_.push_back(std::move(arena));
 }
 
 void WriteBatch::Clear() {
@@ -112,6 +134,20 @@ Status BlockStore::VerifyBlockPi(uint64_t ino, uint64_t index, const void* data,
 }
 
 Status BlockStore::ReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, bool* present) {
+  constexpr size_t kStackBlocks = 64;
+  char* stack_ptrs[kStackBlocks];
+  std::unique_ptr<char*[]> heap_ptrs;
+  char** blocks = stack_ptrs;
+  if (n > kStackBlocks) {
+    heap_ptrs = std::make_unique<char*[]>(n);
+    blocks = heap_ptrs.get();
+  }
+  for (size_t i = 0; i < n; i++) blocks[i] = data + i * kBlockSize;
+  return ReadBlocksV(ino, first, n, blocks, present);
+}
+
+Status BlockStore::ReadBlocksV(uint64_t ino, uint64_t first, size_t n, char* const* blocks,
+                               bool* present) {
   if (n == 0) return Status::Ok();
   const size_t tb = tuple_bytes_per_block();
   char stack_tuples[kStackTupleBytes];
@@ -126,7 +162,7 @@ Status BlockStore::ReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data
     tuples = heap_tuples.get();
     state = heap_state.get();
   }
-  Status s = DoReadBlocks(ino, first, n, data, tuples, state);
+  Status s = DoReadBlocks(ino, first, n, blocks, tuples, state);
   for (size_t i = 0; s.ok() && i < n; i++) {
     if (present != nullptr) present[i] = state[i] == BlockState::kPresent;
     if (state[i] == BlockState::kLost) {
@@ -134,15 +170,15 @@ Status BlockStore::ReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data
                              std::to_string((first + i) * kBlockSize) +
                              ": block missing: expected in the store (block map), received none");
     } else if (state[i] == BlockState::kPresent) {
-      s = VerifyBlockPi(ino, first + i, data + i * kBlockSize, tuples + i * tb);
+      s = VerifyBlockPi(ino, first + i, blocks[i], tuples + i * tb);
       if (s.ok()) blocks_read_.fetch_add(1, std::memory_order_relaxed);
     }
-    if (!s.ok() && !s.IsIOError()) {
-      protection_errors_read_.fetch_add(1, std::memory_order_relaxed);
-    }
+    if (!s.ok()) protection_errors_read_.fetch_add(1, std::memory_order_relaxed);
   }
   // No caller may see bytes that failed verification, even by mistake.
-  if (!s.ok()) std::memset(data, 0, n * kBlockSize);
+  if (!s.ok()) {
+    for (size_t i = 0; i < n; i++) std::memset(blocks[i], 0, kBlockSize);
+  }
   return s;
 }
 
@@ -151,7 +187,8 @@ Status BlockStore::ReadBlockRaw(uint64_t ino, uint64_t index, std::string* data,
   data->resize(kBlockSize);
   tuples->resize(tuple_bytes_per_block());
   BlockState state;
-  STABLEFS_RETURN_IF_ERROR(DoReadBlocks(ino, index, 1, data->data(), tuples->data(), &state));
+  char* block = data->data();
+  STABLEFS_RETURN_IF_ERROR(DoReadBlocks(ino, index, 1, &block, tuples->data(), &state));
   if (state != BlockState::kPresent) {
     return Status::NotFound("inode " + std::to_string(ino) + " block " + std::to_string(index) +
                             (state == BlockState::kLost ? " is missing" : " is a hole"));
@@ -185,20 +222,35 @@ Status BlockStore::CountBlocks(uint64_t ino, uint64_t first, uint64_t end, uint6
 
 Status BlockStore::Write(const WriteBatch& batch, const WriteOptions& options) {
   uint64_t blocks = 0;
+  bool borrowed = false;
   for (const WriteBatch::Op& op : batch.ops()) {
     if (op.kind == WriteBatch::OpKind::kPut && op.space == Space::kData) {
       return Status::InvalidArgument("data blocks are written with PutBlock, not Put");
     }
     if (op.kind != WriteBatch::OpKind::kPutBlock) continue;
     blocks++;
-    if (!options.verify_pi) continue;
-    Status s = VerifyBlockPi(op.ino, op.index, op.data, op.tuples);
-    if (!s.ok()) {
-      protection_errors_write_.fetch_add(1, std::memory_order_relaxed);
-      return s.WithContext("write rejected");
+    borrowed |= !op.owned;
+  }
+  // The store checks what it persists. A buffer the caller can still change (a page under
+  // writeback with stable pages off) is copied first; the copy is checked and written, so a
+  // scribble after the check cannot reach the store unverified.
+  const WriteBatch* to_write = &batch;
+  WriteBatch stable;
+  if (options.verify_pi && borrowed) {
+    stable.StableCopyOf(batch, tuple_bytes_per_block());
+    to_write = &stable;
+  }
+  if (options.verify_pi) {
+    for (const WriteBatch::Op& op : to_write->ops()) {
+      if (op.kind != WriteBatch::OpKind::kPutBlock) continue;
+      Status s = VerifyBlockPi(op.ino, op.index, op.data, op.tuples);
+      if (!s.ok()) {
+        protection_errors_write_.fetch_add(1, std::memory_order_relaxed);
+        return s.WithContext("write rejected");
+      }
     }
   }
-  STABLEFS_RETURN_IF_ERROR(DoWrite(batch, options.sync));
+  STABLEFS_RETURN_IF_ERROR(DoWrite(*to_write, options.sync));
   batches_written_.fetch_add(1, std::memory_order_relaxed);
   blocks_written_.fetch_add(blocks, std::memory_order_relaxed);
   if (options.sync) syncs_.fetch_add(1, std::memory_order_relaxed);

@@ -44,6 +44,7 @@ class WriteBatch {
     uint64_t end = 0;              // kDeleteBlocks: one past the last index
     const char* data = nullptr;    // kPutBlock: kBlockSize bytes
     const char* tuples = nullptr;  // kPutBlock: TupleBytesPerBlock() bytes
+    bool owned = false;            // kPutBlock: data and tuples belong to the batch
   };
 
   // A record in a metadata space (not kData). Key and value are copied.
@@ -61,6 +62,10 @@ class WriteBatch {
                     size_t tuple_bytes);
   // Removes blocks [first, end) of inode ino; they become holes.
   void DeleteBlocks(uint64_t ino, uint64_t first, uint64_t end);
+
+  // Makes this batch a copy of `src` in which every block's data and tuples are owned by the
+  // batch, in one allocation.
+  void StableCopyOf(const WriteBatch& src, size_t tuple_bytes);
 
   const std::vector<Op>& ops() const { return ops_; }
   size_t Count() const { return ops_.size(); }
@@ -136,6 +141,10 @@ class BlockStore {
   // offset, field, expected and received, and counts it; a block in the block map but missing
   // from the data is Corruption, counted the same way. On either failure `data` is zeroed.
   Status ReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, bool* present = nullptr);
+  // As ReadBlocks, with block first + i read into blocks[i] (kBlockSize bytes each): the page
+  // cache fills frames that are not contiguous.
+  Status ReadBlocksV(uint64_t ino, uint64_t first, size_t n, char* const* blocks,
+                     bool* present = nullptr);
   // Calls fn(index) for each block of ino in [first, end) that exists, in order, from the block
   // map (cheap: no data is read), until fn returns false. end == UINT64_MAX: to the last block.
   Status ScanBlockMap(uint64_t ino, uint64_t first, uint64_t end,
@@ -177,11 +186,11 @@ class BlockStore {
   virtual Status DoScan(Space s, std::string_view begin, std::string_view end,
                         const std::function<bool(std::string_view, std::string_view)>& fn) = 0;
   // Loads the raw values of blocks [first, first + n): for each present block, kBlockSize bytes to
-  // data + i * kBlockSize and its tuples to tuples + i * tuple_bytes; others get zeros. state[i]
+  // blocks[i] and its tuples to tuples + i * tuple_bytes; others get zeros. state[i]
   // says which, judged from one consistent view of data and block map, so that a concurrent write
   // or delete is never mistaken for a lost block. Corruption if a stored value has the wrong size.
-  virtual Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, char* tuples,
-                              BlockState* state) = 0;
+  virtual Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* const* blocks,
+                              char* tuples, BlockState* state) = 0;
   virtual Status DoWrite(const WriteBatch& batch, bool sync) = 0;
   virtual Status DoSync() = 0;
 

@@ -58,7 +58,7 @@ Status FaultBlockStore::DoScan(Space s, std::string_view begin, std::string_view
   return base_->DoScan(s, begin, end, fn);
 }
 
-Status FaultBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data,
+Status FaultBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* const* blocks,
                                      char* tuples, BlockState* state) {
   std::vector<Flip> flips;
   {
@@ -66,7 +66,7 @@ Status FaultBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, cha
     if (std::optional<Status> e = TakeError(&read_errors_, ino)) return *e;
     flips = flips_;
   }
-  STABLEFS_RETURN_IF_ERROR(base_->DoReadBlocks(ino, first, n, data, tuples, state));
+  STABLEFS_RETURN_IF_ERROR(base_->DoReadBlocks(ino, first, n, blocks, tuples, state));
   const size_t tb = tuple_bytes_per_block();
   for (const Flip& f : flips) {
     if (f.ino != ino || f.index < first || f.index >= first + n) continue;
@@ -75,7 +75,7 @@ Status FaultBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, cha
     size_t byte = f.bit / 8;
     char mask = static_cast<char>(1u << (f.bit % 8));
     if (byte < kBlockSize) {
-      data[i * kBlockSize + byte] ^= mask;
+      blocks[i][byte] ^= mask;
     } else if (byte - kBlockSize < tb) {
       tuples[i * tb + (byte - kBlockSize)] ^= mask;
     }

@@ -52,7 +52,7 @@ class FaultBlockStore : public BlockStore {
   Status DoGet(Space s, std::string_view key, std::string* value) override;
   Status DoScan(Space s, std::string_view begin, std::string_view end,
                 const std::function<bool(std::string_view, std::string_view)>& fn) override;
-  Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, char* tuples,
+  Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* const* blocks, char* tuples,
                       BlockState* state) override;
   Status DoWrite(const WriteBatch& batch, bool sync) override;
   Status DoSync() override;

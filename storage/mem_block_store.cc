@@ -40,8 +40,8 @@ Status MemBlockStore::DoScan(Space s, std::string_view begin, std::string_view e
   return Status::Ok();
 }
 
-Status MemBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, char* tuples,
-                                   BlockState* state) {
+Status MemBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* const* blocks,
+                                   char* tuples, BlockState* state) {
   const size_t tb = tuple_bytes_per_block();
   MutexLock lock(&mu_);
   const Map& m = spaces_[static_cast<int>(Space::kData)];
@@ -51,7 +51,7 @@ Status MemBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char*
     auto it = m.find(key);
     if (it == m.end()) {
       state[i] = map.count(key) ? BlockState::kLost : BlockState::kHole;
-      std::memset(data + i * kBlockSize, 0, kBlockSize);
+      std::memset(blocks[i], 0, kBlockSize);
       continue;
     }
     if (it->second.size() != kBlockSize + tb) {
@@ -60,7 +60,7 @@ Status MemBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char*
                                 std::to_string(it->second.size()) + " bytes");
     }
     state[i] = BlockState::kPresent;
-    std::memcpy(data + i * kBlockSize, it->second.data(), kBlockSize);
+    std::memcpy(blocks[i], it->second.data(), kBlockSize);
     std::memcpy(tuples + i * tb, it->second.data() + kBlockSize, tb);
   }
   return Status::Ok();

@@ -23,10 +23,17 @@ namespace fs = std::filesystem;
 rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 std::string_view ToView(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
 
-// The one translation of RocksDB's status codes.
-Status FromRocks(const rocksdb::Status& s, std::string_view context) {
+// The one translation of RocksDB's status codes. `context` is built only on failure: a string,
+// or a callable returning one.
+template <class Context>
+Status FromRocks(const rocksdb::Status& s, const Context& context) {
   if (s.ok()) return Status::Ok();
-  std::string msg(context);
+  std::string msg;
+  if constexpr (std::is_invocable_v<Context>) {
+    msg = context();
+  } else {
+    msg = std::string(context);
+  }
   msg += ": ";
   msg += s.ToString();
   if (s.IsNotFound()) return Status::NotFound(msg);
@@ -131,7 +138,7 @@ Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   std::vector<std::string> names;
   if (!create) {
     rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, path_, &names);
-    if (!s.ok()) return FromRocks(s, path_ + " is not a readable stablefs store");
+    if (!s.ok()) return FromRocks(s, [&] { return path_ + " is not a readable stablefs store"; });
     for (int i = 0; i < kNumSpaces; i++) {
       const char* want = SpaceName(static_cast<Space>(i));
       if (std::find(names.begin(), names.end(), want) == names.end()) {
@@ -157,7 +164,7 @@ Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
       return Status::Busy("store " + path_ + " is in use by another process (" + s.ToString() +
                           ")");
     }
-    return FromRocks(s, "cannot open store " + path_);
+    return FromRocks(s, [&] { return std::string("cannot open store " + path_); });
   }
   return Status::Ok();
 }
@@ -190,7 +197,7 @@ std::string RocksBlockStore::DataProperty(const std::string& name) const {
 Status RocksBlockStore::DoGet(Space s, std::string_view key, std::string* value) {
   rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), cf(s), ToSlice(key), value);
   if (rs.IsNotFound()) return Status::NotFound(SpaceName(s));
-  return FromRocks(rs, std::string("get in ") + SpaceName(s));
+  return FromRocks(rs, [&] { return std::string("get in ") + SpaceName(s); });
 }
 
 Status RocksBlockStore::DoScan(Space s, std::string_view begin, std::string_view end,
@@ -202,17 +209,17 @@ Status RocksBlockStore::DoScan(Space s, std::string_view begin, std::string_view
   for (it->Seek(ToSlice(begin)); it->Valid(); it->Next()) {
     if (!fn(ToView(it->key()), ToView(it->value()))) break;
   }
-  return FromRocks(it->status(), std::string("scan of ") + SpaceName(s));
+  return FromRocks(it->status(), [&] { return std::string("scan of ") + SpaceName(s); });
 }
 
-Status RocksBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data,
+Status RocksBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* const* blocks,
                                      char* tuples, BlockState* state) {
-  STABLEFS_RETURN_IF_ERROR(ReadBlocksAt(nullptr, ino, first, n, data, tuples, state));
+  STABLEFS_RETURN_IF_ERROR(ReadBlocksAt(nullptr, ino, first, n, blocks, tuples, state));
   if (std::find(state, state + n, BlockState::kHole) == state + n) return Status::Ok();
   // A hole: is it one, or a lost block? Data and block map must be read at one sequence number, or
   // a concurrent write or delete would look like a lost block; read both again at a snapshot.
   const rocksdb::Snapshot* snap = db_->GetSnapshot();
-  Status s = ReadBlocksAt(snap, ino, first, n, data, tuples, state);
+  Status s = ReadBlocksAt(snap, ino, first, n, blocks, tuples, state);
   if (s.ok()) {
     rocksdb::ReadOptions ro;
     ro.snapshot = snap;
@@ -229,14 +236,16 @@ Status RocksBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, cha
       }
       if (state[index - first] == BlockState::kHole) state[index - first] = BlockState::kLost;
     }
-    if (s.ok()) s = FromRocks(it->status(), "block map of inode " + std::to_string(ino));
+    if (s.ok())
+      s = FromRocks(it->status(), [&] { return "block map of inode " + std::to_string(ino); });
   }
   db_->ReleaseSnapshot(snap);
   return s;
 }
 
 Status RocksBlockStore::ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino, uint64_t first,
-                                     size_t n, char* data, char* tuples, BlockState* state) {
+                                     size_t n, char* const* blocks, char* tuples,
+                                     BlockState* state) {
   const size_t tb = tuple_bytes_per_block();
   auto take = [&](size_t i, const rocksdb::Slice& v) -> Status {
     if (v.size() != kBlockSize + tb) {
@@ -245,7 +254,7 @@ Status RocksBlockStore::ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino
                                 std::to_string(v.size()) + " bytes, expected " +
                                 std::to_string(kBlockSize + tb));
     }
-    std::memcpy(data + i * kBlockSize, v.data(), kBlockSize);
+    std::memcpy(blocks[i], v.data(), kBlockSize);
     std::memcpy(tuples + i * tb, v.data() + kBlockSize, tb);
     state[i] = BlockState::kPresent;
     return Status::Ok();
@@ -259,10 +268,10 @@ Status RocksBlockStore::ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino
     rocksdb::PinnableSlice value;
     rocksdb::Status rs = db_->Get(ro, cf(Space::kData), rocksdb::Slice(key, sizeof(key)), &value);
     if (rs.IsNotFound()) {
-      std::memset(data, 0, kBlockSize);
+      std::memset(blocks[0], 0, kBlockSize);
       return Status::Ok();
     }
-    STABLEFS_RETURN_IF_ERROR(FromRocks(rs, "read of inode " + std::to_string(ino)));
+    STABLEFS_RETURN_IF_ERROR(FromRocks(rs, [&] { return "read of inode " + std::to_string(ino); }));
     return take(0, value);
   }
   // A range: one iterator pass over the blocks that exist.
@@ -279,9 +288,10 @@ Status RocksBlockStore::ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino
     }
     STABLEFS_RETURN_IF_ERROR(take(index - first, it->value()));
   }
-  STABLEFS_RETURN_IF_ERROR(FromRocks(it->status(), "read of inode " + std::to_string(ino)));
+  STABLEFS_RETURN_IF_ERROR(
+      FromRocks(it->status(), [&] { return "read of inode " + std::to_string(ino); }));
   for (size_t i = 0; i < n; i++) {
-    if (state[i] == BlockState::kHole) std::memset(data + i * kBlockSize, 0, kBlockSize);
+    if (state[i] == BlockState::kHole) std::memset(blocks[i], 0, kBlockSize);
   }
   return Status::Ok();
 }
@@ -327,9 +337,11 @@ Status RocksBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
   }
   rocksdb::WriteOptions wo;
   wo.sync = sync;
-  return FromRocks(db_->Write(wo, &wb), "write to store " + path_);
+  return FromRocks(db_->Write(wo, &wb), [&] { return std::string("write to store " + path_); });
 }
 
-Status RocksBlockStore::DoSync() { return FromRocks(db_->SyncWAL(), "sync of store " + path_); }
+Status RocksBlockStore::DoSync() {
+  return FromRocks(db_->SyncWAL(), [&] { return std::string("sync of store " + path_); });
+}
 
 }  // namespace stablefs

@@ -56,7 +56,7 @@ class RocksBlockStore : public BlockStore {
   Status DoGet(Space s, std::string_view key, std::string* value) override;
   Status DoScan(Space s, std::string_view begin, std::string_view end,
                 const std::function<bool(std::string_view, std::string_view)>& fn) override;
-  Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, char* tuples,
+  Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* const* blocks, char* tuples,
                       BlockState* state) override;
   Status DoWrite(const WriteBatch& batch, bool sync) override;
   Status DoSync() override;
@@ -67,7 +67,7 @@ class RocksBlockStore : public BlockStore {
   // Reads the data of blocks [first, first + n) at `snap` (null: the latest), marking each
   // kPresent or kHole; the block map is not consulted.
   Status ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino, uint64_t first, size_t n,
-                      char* data, char* tuples, BlockState* state);
+                      char* const* blocks, char* tuples, BlockState* state);
   Status LoadSuperblock();
   rocksdb::ColumnFamilyHandle* cf(Space s) const { return handles_[static_cast<int>(s)]; }
 

@@ -75,13 +75,14 @@ class CondVar {
   CondVar(const CondVar&) = delete;
   CondVar& operator=(const CondVar&) = delete;
 
-  void Wait() REQUIRES(mu_) {
+  // REQUIRES: the bound mutex is held (clang cannot tie it to the caller's name for it).
+  void Wait() {
     std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
     cv_.wait(lock);
     lock.release();
   }
   // Returns false if `timeout` passed without a signal.
-  bool WaitFor(std::chrono::nanoseconds timeout) REQUIRES(mu_) {
+  bool WaitFor(std::chrono::nanoseconds timeout) {
     std::unique_lock<std::mutex> lock(mu_->mu_, std::adopt_lock);
     bool signalled = cv_.wait_for(lock, timeout) == std::cv_status::no_timeout;
     lock.release();
