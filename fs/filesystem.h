@@ -1,0 +1,203 @@
+// Filesystem: the POSIX semantics of stablefs over the page cache and the block store, with no
+// FUSE types in it. fs/fuse_ops.cc decodes requests, calls these, and replies; every method
+// returns 0 or a positive errno, as the FUSE edge needs.
+//
+// Every namespace change (create, link, unlink, rename, mkdir, ...) commits as one store batch,
+// so a crash leaves it done or not done; nothing is durable before an fsync, fdatasync, syncfs or
+// O_SYNC write syncs the store's WAL, and that WAL is ordered, so an fsync makes every earlier
+// namespace change durable too (a file's name included). File data goes through the page cache
+// (guarantees 1, 2 and 4 live there).
+//
+// Locks, outermost first:
+//   ns_mu_            every namespace change and every inode lifetime decision (forget, release)
+//   Inode::rwsem      i_rwsem: write, truncate, fallocate of one file
+//   (page cache: I_SYNC, page locks)
+//   Inode::meta_mu    the inode's attributes and its record commits (AddressSpaceOwner)
+//   table_mu_         the in-memory inode table
+//   (page cache: mu_)
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fs/page_cache.h"
+#include "storage/block_store.h"
+#include "storage/thread_annotations.h"
+
+namespace stablefs {
+
+inline constexpr size_t kNameMax = 255;
+inline constexpr size_t kXattrNameMax = 255;
+inline constexpr size_t kXattrSizeMax = 65536;
+// The largest file size: 2^63 - 1 bytes would overflow block indexes times 4096 nowhere, but
+// keep a margin as ext4 does. Writes past it are EFBIG.
+inline constexpr uint64_t kMaxFileSize = uint64_t{1} << 52;
+
+// One inode in memory. Regular files have an AddressSpace in the page cache.
+class Inode : public AddressSpaceOwner {
+ public:
+  Inode(uint64_t ino, const InodeRecord& rec, BlockStore* store);
+  ~Inode() override;
+
+  const uint64_t ino;
+  Mutex rwsem ACQUIRED_BEFORE(meta_mu);  // i_rwsem
+  Mutex meta_mu;
+  InodeRecord rec GUARDED_BY(meta_mu);  // size and blocks: see disk_size_, disk_blocks_
+  std::unique_ptr<AddressSpace> as;     // regular files only; set once at load
+
+  // Lifetime counts, guarded by Filesystem::ns_mu_.
+  uint64_t nlookup = 0;  // the kernel's references (lookup minus forget)
+  uint32_t nopen = 0;    // open file handles
+
+  bool IsDir() const { return S_ISDIR(mode_); }
+  bool IsReg() const { return S_ISREG(mode_); }
+
+  // AddressSpaceOwner: data and the record with the given size and block count, atomically.
+  Status CommitWithInode(uint64_t disk_size, uint64_t blocks, WriteBatch* batch) override;
+  // Adds this inode's record to `batch` as it should be persisted now. REQUIRES: meta_mu.
+  void AddRecordTo(WriteBatch* batch) REQUIRES(meta_mu);
+  // The size and block count the store holds for a regular file. REQUIRES: meta_mu.
+  uint64_t disk_size() const REQUIRES(meta_mu) { return disk_size_; }
+
+ private:
+  BlockStore* const store_;
+  const uint32_t mode_;  // the file type never changes
+  uint64_t disk_size_ GUARDED_BY(meta_mu);
+  uint64_t disk_blocks_ GUARDED_BY(meta_mu);
+};
+
+// An open file (the kernel's struct file): its writeback error cursor and flags.
+struct OpenFile {
+  std::shared_ptr<Inode> inode;
+  FileErrCursor wb_err;
+  int flags = 0;
+};
+
+struct FilesystemOptions {
+  PageCacheOptions cache;
+  // The store's directory, whose file system statfs reports. Default: empty (statfs reports
+  // no space figures).
+  std::string store_path;
+};
+
+class Filesystem {
+ public:
+  // Opens the filesystem on an opened store: starts the page cache and reclaims orphans left by
+  // a crash (unlinked inodes that were still open).
+  static Status Open(BlockStore* store, const FilesystemOptions& options,
+                     std::unique_ptr<Filesystem>* out);
+  // Writes back and syncs everything (the unmount path), then drops every inode.
+  ~Filesystem();
+  Status Shutdown();
+
+  // The caller of a request, for ownership of new files.
+  struct Caller {
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+  };
+
+  // ---- Namespace (each returns 0 or an errno) ----
+  // On success *st describes the inode and its lookup count went up by one.
+  int Lookup(uint64_t parent, std::string_view name, struct stat* st);
+  void Forget(uint64_t ino, uint64_t nlookup);
+  int GetAttr(uint64_t ino, struct stat* st);
+  // to_set: FUSE_SET_ATTR_* bits.
+  int SetAttr(uint64_t ino, const struct stat& attr, int to_set, const Caller& c, struct stat* out);
+  int Mknod(uint64_t parent, std::string_view name, mode_t mode, dev_t rdev, const Caller& c,
+            struct stat* st);
+  int Mkdir(uint64_t parent, std::string_view name, mode_t mode, const Caller& c, struct stat* st);
+  int Symlink(std::string_view target, uint64_t parent, std::string_view name, const Caller& c,
+              struct stat* st);
+  int Readlink(uint64_t ino, std::string* target);
+  int Link(uint64_t ino, uint64_t new_parent, std::string_view new_name, struct stat* st);
+  int Unlink(uint64_t parent, std::string_view name);
+  int Rmdir(uint64_t parent, std::string_view name);
+  // flags: RENAME_NOREPLACE, RENAME_EXCHANGE.
+  int Rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
+             unsigned flags);
+
+  // ---- Files ----
+  int Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* file);
+  int Create(uint64_t parent, std::string_view name, mode_t mode, int flags, const Caller& c,
+             struct stat* st, std::unique_ptr<OpenFile>* file);
+  int Read(OpenFile* f, uint64_t off, size_t size, char* buf, size_t* done);
+  int Write(OpenFile* f, uint64_t off, const char* buf, size_t size, size_t* done);
+  int Flush(OpenFile* f);
+  int Fsync(OpenFile* f, bool datasync);
+  int Release(std::unique_ptr<OpenFile> f);
+  int Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len);
+
+  // ---- Directories ----
+  int OpenDir(uint64_t ino);
+  // One entry of a directory listing. `next` is the offset to resume after it.
+  struct DirEntry {
+    std::string name;
+    uint64_t ino;
+    uint32_t type;  // DT_*
+    uint64_t next;
+  };
+  // Entries at offset `off` onward until fn returns false. With plus, each entry but "." and ".."
+  // takes a lookup reference (readdirplus); fn gets its attributes.
+  int ReadDir(uint64_t ino, uint64_t off, bool plus,
+              const std::function<bool(const DirEntry&, const struct stat*)>& fn);
+  int FsyncDir(uint64_t ino);
+
+  // ---- Whole filesystem ----
+  int Statfs(struct statvfs* st);
+  int SyncFs();
+
+  // ---- Extended attributes ----
+  int SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags);
+  // size 0: *value gets nothing and the size is returned through *needed.
+  int GetXattr(uint64_t ino, std::string_view name, std::string* value);
+  int ListXattr(uint64_t ino, std::string* names);  // NUL-separated
+  int RemoveXattr(uint64_t ino, std::string_view name);
+
+  PageCache* cache() const { return cache_.get(); }
+  BlockStore* store() const { return store_; }
+
+ private:
+  Filesystem(BlockStore* store, const FilesystemOptions& options);
+
+  // The in-memory inode, loaded from the store if needed.
+  int GetInode(uint64_t ino, std::shared_ptr<Inode>* out);
+  void FillStat(Inode* inode, struct stat* st);
+  // Looks up name in dir: 0 and *rec, or ENOENT.
+  int FindEntry(uint64_t dir, std::string_view name, DirentRecord* rec);
+  // The common part of mknod, mkdir, symlink and create. REQUIRES: ns_mu_.
+  int CreateNode(uint64_t parent, std::string_view name, mode_t mode, dev_t rdev,
+                 std::string_view symlink, const Caller& c, std::shared_ptr<Inode>* out)
+      REQUIRES(ns_mu_);
+  // Removes name from dir, dropping the inode's link; rmdir semantics if want_dir.
+  int RemoveEntry(uint64_t parent, std::string_view name, bool want_dir) REQUIRES(ns_mu_);
+  // Stages an inode's link drop into *batch; returns true if the inode must go now (no links,
+  // not in use), false if it becomes an orphan or keeps links. REQUIRES: ns_mu_.
+  void DropLink(Inode* inode, WriteBatch* batch, bool* free_now) REQUIRES(ns_mu_);
+  // Deletes everything an unused, unlinked inode owns.
+  Status FreeInode(uint64_t ino, bool is_reg);
+  // Called when nlookup or nopen may have reached 0. REQUIRES: ns_mu_ (released inside).
+  void MaybeDrop(std::shared_ptr<Inode> inode) REQUIRES(ns_mu_);
+  uint64_t AllocIno(WriteBatch* batch) REQUIRES(ns_mu_);
+  Status ReclaimOrphans();
+  // Writes the inode's record alone (attribute changes).
+  int PersistInode(Inode* inode);
+
+  BlockStore* const store_;
+  const FilesystemOptions options_;
+  std::unique_ptr<PageCache> cache_;
+
+  Mutex ns_mu_ ACQUIRED_BEFORE(table_mu_);
+  uint64_t next_ino_ GUARDED_BY(ns_mu_) = 0;      // next number to hand out
+  uint64_t ino_reserved_ GUARDED_BY(ns_mu_) = 0;  // numbers below this are reserved in the store
+
+  Mutex table_mu_;
+  std::map<uint64_t, std::shared_ptr<Inode>> inodes_ GUARDED_BY(table_mu_);
+};
+
+}  // namespace stablefs

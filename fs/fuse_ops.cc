@@ -1,0 +1,390 @@
+// libfuse low-level handlers: decode, call the Filesystem, reply once. Errors come back from the
+// Filesystem as errno values already (fs/errno_map.cc made them from Status).
+//
+// How the kernel's FUSE page cache is configured, and why (see also fs/mapping.h):
+// - No writeback_cache: every write(2) reaches the daemon as it happens, and its data is copied
+//   out of /dev/fuse into the daemon's buffer before this cache generates PI, so the bytes that
+//   are checksummed are private to the daemon. Shared writable mmap of the mount still works: the
+//   kernel's FUSE client writes dirty mapped pages back with FUSE_WRITE (it waits on its own
+//   writeback in fuse_page_mkwrite).
+// - No splice (FUSE_CAP_SPLICE_READ/WRITE/MOVE cleared): with splice the kernel could hand the
+//   daemon page-cache pages by reference, and a page a process changes while stablefs computes
+//   its PI would break guarantee 1. The cost is one copy, which the PI pass needs anyway.
+// - keep_cache on open: every change goes through this mount, so the kernel's cached pages stay
+//   valid across opens; O_DIRECT opens get direct_io so reads and writes bypass the kernel cache
+//   and are served by (and stay coherent with) this daemon's page cache.
+#include "fs/fuse_ops.h"
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+namespace stablefs {
+
+namespace {
+
+FuseContext* Ctx(fuse_req_t req) { return static_cast<FuseContext*>(fuse_req_userdata(req)); }
+Filesystem* Fs(fuse_req_t req) { return Ctx(req)->fs; }
+
+Filesystem::Caller CallerOf(fuse_req_t req) {
+  const struct fuse_ctx* c = fuse_req_ctx(req);
+  return Filesystem::Caller{c->uid, c->gid};
+}
+
+OpenFile* FileOf(struct fuse_file_info* fi) { return reinterpret_cast<OpenFile*>(fi->fh); }
+
+void ReplyEntry(fuse_req_t req, int err, const struct stat& st) {
+  if (err != 0) {
+    fuse_reply_err(req, err);
+    return;
+  }
+  struct fuse_entry_param e;
+  std::memset(&e, 0, sizeof(e));
+  e.ino = st.st_ino;
+  e.generation = 1;
+  e.attr = st;
+  e.attr_timeout = Ctx(req)->attr_timeout;
+  e.entry_timeout = Ctx(req)->entry_timeout;
+  fuse_reply_entry(req, &e);
+}
+
+void SfsInit(void* userdata, struct fuse_conn_info* conn) {
+  (void)userdata;
+  conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+}
+
+void SfsLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  struct stat st;
+  ReplyEntry(req, Fs(req)->Lookup(parent, name, &st), st);
+}
+
+void SfsForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  Fs(req)->Forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void SfsForgetMulti(fuse_req_t req, size_t count, struct fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; i++) Fs(req)->Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void SfsGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info*) {
+  struct stat st;
+  int e = Fs(req)->GetAttr(ino, &st);
+  if (e != 0) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  fuse_reply_attr(req, &st, Ctx(req)->attr_timeout);
+}
+
+void SfsSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                struct fuse_file_info*) {
+  struct stat st;
+  int e = Fs(req)->SetAttr(ino, *attr, to_set, CallerOf(req), &st);
+  if (e != 0) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  fuse_reply_attr(req, &st, Ctx(req)->attr_timeout);
+}
+
+void SfsReadlink(fuse_req_t req, fuse_ino_t ino) {
+  std::string target;
+  int e = Fs(req)->Readlink(ino, &target);
+  if (e != 0) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  fuse_reply_readlink(req, target.c_str());
+}
+
+void SfsMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  struct stat st;
+  ReplyEntry(req, Fs(req)->Mknod(parent, name, mode, rdev, CallerOf(req), &st), st);
+}
+
+void SfsMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  struct stat st;
+  ReplyEntry(req, Fs(req)->Mkdir(parent, name, mode, CallerOf(req), &st), st);
+}
+
+void SfsSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  struct stat st;
+  ReplyEntry(req, Fs(req)->Symlink(link, parent, name, CallerOf(req), &st), st);
+}
+
+void SfsLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
+  struct stat st;
+  ReplyEntry(req, Fs(req)->Link(ino, parent, name, &st), st);
+}
+
+void SfsUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  fuse_reply_err(req, Fs(req)->Unlink(parent, name));
+}
+
+void SfsRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  fuse_reply_err(req, Fs(req)->Rmdir(parent, name));
+}
+
+void SfsRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+               const char* newname, unsigned int flags) {
+  fuse_reply_err(req, Fs(req)->Rename(parent, name, newparent, newname, flags));
+}
+
+void SetOpenFlags(struct fuse_file_info* fi) {
+  fi->keep_cache = 1;
+  if (fi->flags & O_DIRECT) {
+    fi->direct_io = 1;
+    fi->keep_cache = 0;
+  }
+  fi->noflush = 0;
+}
+
+void SfsOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  std::unique_ptr<OpenFile> f;
+  int e = Fs(req)->Open(ino, fi->flags, &f);
+  if (e != 0) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  fi->fh = reinterpret_cast<uint64_t>(f.get());
+  SetOpenFlags(fi);
+  if (fuse_reply_open(req, fi) == -ENOENT) {  // the opener was interrupted
+    (void)Fs(req)->Release(std::move(f));
+    return;
+  }
+  f.release();
+}
+
+void SfsCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+               struct fuse_file_info* fi) {
+  std::unique_ptr<OpenFile> f;
+  struct stat st;
+  int e = Fs(req)->Create(parent, name, mode, fi->flags, CallerOf(req), &st, &f);
+  if (e != 0) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  fi->fh = reinterpret_cast<uint64_t>(f.get());
+  SetOpenFlags(fi);
+  struct fuse_entry_param ep;
+  std::memset(&ep, 0, sizeof(ep));
+  ep.ino = st.st_ino;
+  ep.generation = 1;
+  ep.attr = st;
+  ep.attr_timeout = Ctx(req)->attr_timeout;
+  ep.entry_timeout = Ctx(req)->entry_timeout;
+  if (fuse_reply_create(req, &ep, fi) == -ENOENT) {
+    (void)Fs(req)->Release(std::move(f));
+    return;
+  }
+  f.release();
+}
+
+void SfsRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_file_info* fi) {
+  std::vector<char> buf(size);
+  size_t done = 0;
+  int e = Fs(req)->Read(FileOf(fi), static_cast<uint64_t>(off), size, buf.data(), &done);
+  if (e != 0) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  fuse_reply_buf(req, buf.data(), done);
+}
+
+void SfsWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
+              struct fuse_file_info* fi) {
+  size_t done = 0;
+  int e = Fs(req)->Write(FileOf(fi), static_cast<uint64_t>(off), buf, size, &done);
+  if (e != 0 && done == 0) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  fuse_reply_write(req, done);
+}
+
+void SfsFlush(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
+  fuse_reply_err(req, Fs(req)->Flush(FileOf(fi)));
+}
+
+void SfsRelease(fuse_req_t req, fuse_ino_t, struct fuse_file_info* fi) {
+  std::unique_ptr<OpenFile> f(FileOf(fi));
+  fuse_reply_err(req, Fs(req)->Release(std::move(f)));
+}
+
+void SfsFsync(fuse_req_t req, fuse_ino_t, int datasync, struct fuse_file_info* fi) {
+  fuse_reply_err(req, Fs(req)->Fsync(FileOf(fi), datasync != 0));
+}
+
+void SfsOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  int e = Fs(req)->OpenDir(ino);
+  if (e != 0) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  fi->fh = 0;
+  fi->cache_readdir = 0;
+  fuse_reply_open(req, fi);
+}
+
+void DoReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  std::vector<char> buf(size);
+  size_t used = 0;
+  int e = Fs(req)->ReadDir(
+      ino, static_cast<uint64_t>(off), plus,
+      [&](const Filesystem::DirEntry& d, const struct stat* st) {
+        size_t n;
+        if (plus) {
+          struct fuse_entry_param ep;
+          std::memset(&ep, 0, sizeof(ep));
+          ep.attr = *st;
+          ep.attr.st_ino = d.ino;
+          // "." and ".." carry no lookup reference: ino 0 tells the kernel not to take one.
+          if (d.name != "." && d.name != "..") {
+            ep.ino = d.ino;
+            ep.generation = 1;
+            ep.attr_timeout = Ctx(req)->attr_timeout;
+            ep.entry_timeout = Ctx(req)->entry_timeout;
+          }
+          n = fuse_add_direntry_plus(req, buf.data() + used, size - used, d.name.c_str(), &ep,
+                                     static_cast<off_t>(d.next));
+        } else {
+          struct stat s;
+          std::memset(&s, 0, sizeof(s));
+          s.st_ino = d.ino;
+          s.st_mode = d.type << 12;
+          n = fuse_add_direntry(req, buf.data() + used, size - used, d.name.c_str(), &s,
+                                static_cast<off_t>(d.next));
+        }
+        if (n > size - used) return false;
+        used += n;
+        return true;
+      });
+  if (e != 0 && used == 0) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void SfsReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info*) {
+  DoReaddir(req, ino, size, off, false);
+}
+
+void SfsReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info*) {
+  DoReaddir(req, ino, size, off, true);
+}
+
+void SfsReleasedir(fuse_req_t req, fuse_ino_t, struct fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void SfsFsyncdir(fuse_req_t req, fuse_ino_t ino, int, struct fuse_file_info*) {
+  fuse_reply_err(req, Fs(req)->FsyncDir(ino));
+}
+
+void SfsStatfs(fuse_req_t req, fuse_ino_t) {
+  struct statvfs st;
+  int e = Fs(req)->Statfs(&st);
+  if (e != 0) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  fuse_reply_statfs(req, &st);
+}
+
+void SfsSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                 int flags) {
+  fuse_reply_err(req, Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags));
+}
+
+void SfsGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  std::string value;
+  int e = Fs(req)->GetXattr(ino, name, &value);
+  if (e != 0) {
+    fuse_reply_err(req, e);
+  } else if (size == 0) {
+    fuse_reply_xattr(req, value.size());
+  } else if (value.size() > size) {
+    fuse_reply_err(req, ERANGE);
+  } else {
+    fuse_reply_buf(req, value.data(), value.size());
+  }
+}
+
+void SfsListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  std::string names;
+  int e = Fs(req)->ListXattr(ino, &names);
+  if (e != 0) {
+    fuse_reply_err(req, e);
+  } else if (size == 0) {
+    fuse_reply_xattr(req, names.size());
+  } else if (names.size() > size) {
+    fuse_reply_err(req, ERANGE);
+  } else {
+    fuse_reply_buf(req, names.data(), names.size());
+  }
+}
+
+void SfsRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  fuse_reply_err(req, Fs(req)->RemoveXattr(ino, name));
+}
+
+void SfsFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len,
+                  struct fuse_file_info* fi) {
+  if (off < 0 || len <= 0) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  fuse_reply_err(req, Fs(req)->Fallocate(FileOf(fi), mode, static_cast<uint64_t>(off),
+                                         static_cast<uint64_t>(len)));
+}
+
+}  // namespace
+
+const struct fuse_lowlevel_ops* StablefsLowlevelOps() {
+  static const struct fuse_lowlevel_ops ops = [] {
+    struct fuse_lowlevel_ops o;
+    std::memset(&o, 0, sizeof(o));
+    o.init = SfsInit;
+    o.lookup = SfsLookup;
+    o.forget = SfsForget;
+    o.forget_multi = SfsForgetMulti;
+    o.getattr = SfsGetattr;
+    o.setattr = SfsSetattr;
+    o.readlink = SfsReadlink;
+    o.mknod = SfsMknod;
+    o.mkdir = SfsMkdir;
+    o.symlink = SfsSymlink;
+    o.link = SfsLink;
+    o.unlink = SfsUnlink;
+    o.rmdir = SfsRmdir;
+    o.rename = SfsRename;
+    o.open = SfsOpen;
+    o.create = SfsCreate;
+    o.read = SfsRead;
+    o.write = SfsWrite;
+    o.flush = SfsFlush;
+    o.release = SfsRelease;
+    o.fsync = SfsFsync;
+    o.opendir = SfsOpendir;
+    o.readdir = SfsReaddir;
+    o.readdirplus = SfsReaddirplus;
+    o.releasedir = SfsReleasedir;
+    o.fsyncdir = SfsFsyncdir;
+    o.statfs = SfsStatfs;
+    o.setxattr = SfsSetxattr;
+    o.getxattr = SfsGetxattr;
+    o.listxattr = SfsListxattr;
+    o.removexattr = SfsRemovexattr;
+    o.fallocate = SfsFallocate;
+    return o;
+  }();
+  return &ops;
+}
+
+}  // namespace stablefs

@@ -1,0 +1,22 @@
+// The libfuse low-level operations of stablefs: thin handlers that decode a request, call the
+// Filesystem, and reply exactly once (as libfuse's passthrough_hp does).
+#pragma once
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include "fs/filesystem.h"
+
+namespace stablefs {
+
+struct FuseContext {
+  Filesystem* fs = nullptr;
+  // Seconds the kernel may cache attributes and names. Default: 1.0.
+  double attr_timeout = 1.0;
+  double entry_timeout = 1.0;
+};
+
+// The operation table; the session's userdata must be a FuseContext*.
+const struct fuse_lowlevel_ops* StablefsLowlevelOps();
+
+}  // namespace stablefs

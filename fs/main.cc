@@ -1,0 +1,255 @@
+// stablefs: mounts a store.
+//
+//   stablefs [-f] [-d] [-s] [-o opt[,opt...]] STORE MOUNTPOINT
+//
+// stablefs options (every other -o option goes to FUSE: allow_other, default_permissions, ...):
+//   stable_pages=wait|bounce|off  how pages stay stable under writeback. Default: wait.
+//   debug_stable                  mprotect pages under writeback; report and abort on a write
+//                                 that skipped the wait. Default: off.
+//   cache_size=N[K|M|G]           page cache size. Default: 256M.
+//   writeback_expire_ms=N         age at which dirty data is written back. Default: 5000.
+//   attr_timeout=SECONDS          how long the kernel caches attributes and names. Default: 1.
+// -f stays in the foreground; -d prints FUSE requests (implies -f); -s runs single-threaded.
+// Default: daemonize and serve with several threads. default_permissions is always on.
+//
+// Unmounting (fusermount3 -u, umount) or SIGTERM/SIGINT ends the session; then every dirty page
+// is written back, the store is synced and closed, and the exit status is 0. Errors before the
+// mount (a missing or locked store, a bad option) are one line on stderr and exit status 1, also
+// when daemonizing: the parent waits for the mount to succeed or fail.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "fs/fuse_ops.h"
+#include "fs/log.h"
+#include "storage/rocks_block_store.h"
+
+namespace {
+
+using stablefs::Status;
+
+struct Config {
+  char* stable_pages = nullptr;
+  int debug_stable = 0;
+  char* cache_size = nullptr;
+  unsigned writeback_expire_ms = 5000;
+  double attr_timeout = 1.0;
+  int show_help = 0;
+  std::string store;
+};
+
+enum { kKeyHelp = 1 };
+
+#define STABLEFS_OPT(t, p) \
+  { t, offsetof(Config, p), 1 }
+const struct fuse_opt kOpts[] = {
+    {"stable_pages=%s", offsetof(Config, stable_pages), 0},
+    STABLEFS_OPT("debug_stable", debug_stable),
+    {"cache_size=%s", offsetof(Config, cache_size), 0},
+    {"writeback_expire_ms=%u", offsetof(Config, writeback_expire_ms), 0},
+    {"attr_timeout=%lf", offsetof(Config, attr_timeout), 0},
+    FUSE_OPT_KEY("-h", kKeyHelp),
+    FUSE_OPT_KEY("--help", kKeyHelp),
+    FUSE_OPT_END};
+
+int OptProc(void* data, const char* arg, int key, struct fuse_args*) {
+  Config* cfg = static_cast<Config*>(data);
+  if (key == kKeyHelp) {
+    cfg->show_help = 1;
+    return 0;
+  }
+  if (key == FUSE_OPT_KEY_NONOPT && cfg->store.empty()) {
+    cfg->store = arg;
+    return 0;  // the first non-option is the store; the second (the mount point) stays for FUSE
+  }
+  return 1;
+}
+
+bool ParseSize(const char* text, size_t* out) {
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(text, &end, 10);
+  if (end == text) return false;
+  switch (*end) {
+    case 'G':
+    case 'g':
+      v <<= 30;
+      end++;
+      break;
+    case 'M':
+    case 'm':
+      v <<= 20;
+      end++;
+      break;
+    case 'K':
+    case 'k':
+      v <<= 10;
+      end++;
+      break;
+    default:
+      break;
+  }
+  if (*end != '\0') return false;
+  *out = static_cast<size_t>(v);
+  return true;
+}
+
+void Usage(const char* prog) {
+  std::printf(
+      "usage: %s [-f] [-d] [-s] [-o opt[,opt...]] STORE MOUNTPOINT\n\n"
+      "stablefs options:\n"
+      "    -o stable_pages=wait|bounce|off  stable pages policy (default: wait)\n"
+      "    -o debug_stable                  mprotect pages under writeback (default: off)\n"
+      "    -o cache_size=N[K|M|G]           page cache size (default: 256M)\n"
+      "    -o writeback_expire_ms=N         dirty data age before writeback (default: 5000)\n"
+      "    -o attr_timeout=SECONDS          kernel attribute cache time (default: 1)\n\n",
+      prog);
+  fuse_cmdline_help();
+  fuse_lowlevel_help();
+}
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "stablefs: %s\n", msg.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+  Config cfg;
+  if (fuse_opt_parse(&args, &cfg, kOpts, OptProc) != 0) return 1;
+  struct fuse_cmdline_opts cmd;
+  if (fuse_parse_cmdline(&args, &cmd) != 0) return 1;
+  if (cfg.show_help || cmd.show_help) {
+    Usage(argv[0]);
+    return 0;
+  }
+  if (cmd.show_version) {
+    std::printf("stablefs 0.1, FUSE library %s\n", fuse_pkgversion());
+    return 0;
+  }
+  if (cfg.store.empty() || cmd.mountpoint == nullptr) {
+    Usage(argv[0]);
+    return Fail("STORE and MOUNTPOINT are required");
+  }
+
+  stablefs::FilesystemOptions fs_options;
+  fs_options.store_path = cfg.store;
+  if (cfg.stable_pages != nullptr) {
+    Status s = stablefs::ParseStablePolicy(cfg.stable_pages, &fs_options.cache.stable_pages);
+    if (!s.ok()) return Fail(s.message());
+  }
+  fs_options.cache.debug_readonly = cfg.debug_stable != 0;
+  if (cfg.cache_size != nullptr && !ParseSize(cfg.cache_size, &fs_options.cache.cache_bytes)) {
+    return Fail(std::string("cache_size: not a size: ") + cfg.cache_size);
+  }
+  fs_options.cache.dirty_expire_ms = cfg.writeback_expire_ms;
+  if (cfg.attr_timeout < 0) return Fail("attr_timeout must not be negative");
+  if (fs_options.cache.stable_pages == stablefs::StablePolicy::kOff) {
+    std::fprintf(stderr,
+                 "stablefs: WARNING: stable_pages=off: pages may change after their protection "
+                 "information is generated; the store will reject such writes and their data "
+                 "will be lost. Use it only to reproduce that failure.\n");
+  }
+  fuse_opt_add_arg(&args, "-odefault_permissions");
+  fuse_opt_add_arg(&args, ("-ofsname=" + cfg.store).c_str());
+  fuse_opt_add_arg(&args, "-osubtype=stablefs");
+
+  // Daemonize first (RocksDB's threads do not survive a fork), but let the parent report the
+  // outcome of the mount and exit with it.
+  int ready_pipe[2] = {-1, -1};
+  if (!cmd.foreground) {
+    if (pipe(ready_pipe) != 0) return Fail(std::string("pipe: ") + strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) return Fail(std::string("fork: ") + strerror(errno));
+    if (pid > 0) {
+      close(ready_pipe[1]);
+      char c = 1;
+      if (read(ready_pipe[0], &c, 1) == 1 && c == 0) _exit(0);
+      int status = 0;
+      waitpid(pid, &status, 0);
+      _exit(WIFEXITED(status) && WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : 1);
+    }
+    close(ready_pipe[0]);
+    setsid();
+  }
+
+  // A store still held by a daemon that is finishing its unmount is waited for, briefly.
+  std::unique_ptr<stablefs::RocksBlockStore> store;
+  Status s;
+  for (int attempt = 0;; attempt++) {
+    s = stablefs::RocksBlockStore::Open(cfg.store, stablefs::RocksOptions(), &store);
+    if (!s.IsBusy() || attempt >= 100) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (!s.ok()) return Fail(s.ToString());
+  std::unique_ptr<stablefs::Filesystem> fs;
+  s = stablefs::Filesystem::Open(store.get(), fs_options, &fs);
+  if (!s.ok()) return Fail(s.ToString());
+
+  stablefs::FuseContext ctx;
+  ctx.fs = fs.get();
+  ctx.attr_timeout = ctx.entry_timeout = cfg.attr_timeout;
+  struct fuse_session* se =
+      fuse_session_new(&args, stablefs::StablefsLowlevelOps(), sizeof(fuse_lowlevel_ops), &ctx);
+  if (se == nullptr) return Fail("cannot create the FUSE session (see the message above)");
+  if (fuse_set_signal_handlers(se) != 0) return Fail("cannot install signal handlers");
+  if (fuse_session_mount(se, cmd.mountpoint) != 0) {
+    return Fail(std::string("cannot mount on ") + cmd.mountpoint);
+  }
+  if (!cmd.foreground) {
+    // Mounted: tell the parent, and leave the terminal.
+    openlog("stablefs", LOG_PID, LOG_DAEMON);
+    stablefs::SetLogSinkForTesting([](stablefs::LogLevel level, const std::string& line) {
+      syslog(level == stablefs::LogLevel::kError ? LOG_ERR : LOG_WARNING, "%s", line.c_str());
+    });
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      dup2(devnull, 0);
+      dup2(devnull, 1);
+      dup2(devnull, 2);
+      if (devnull > 2) close(devnull);
+    }
+    if (chdir("/") != 0) {
+    }
+    char ok = 0;
+    if (write(ready_pipe[1], &ok, 1) != 1) {
+    }
+    close(ready_pipe[1]);
+  }
+
+  int loop;
+  if (cmd.singlethread) {
+    loop = fuse_session_loop(se);
+  } else {
+    struct fuse_loop_config* lc = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_clone_fd(lc, cmd.clone_fd);
+    fuse_loop_cfg_set_max_threads(lc, cmd.max_threads);
+    fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
+    loop = fuse_session_loop_mt(se, lc);
+    fuse_loop_cfg_destroy(lc);
+  }
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+
+  // Write back and sync everything before the store closes.
+  s = fs->Shutdown();
+  fs.reset();
+  store.reset();
+  free(cmd.mountpoint);
+  fuse_opt_free_args(&args);
+  if (!s.ok()) {
+    stablefs::Log(stablefs::LogLevel::kError, "unmount: %s", s.ToString().c_str());
+    return 1;
+  }
+  return loop < 0 ? 1 : 0;
+}
