@@ -1,0 +1,471 @@
+// Integration tests on real FUSE mounts: the daemon runs in the foreground as a child of the test
+// (so the test owns its PID), and everything is done through system calls on the mount. Each test
+// unmounts what it mounted and reaps the daemon, also when it fails.
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "storage/rocks_block_store.h"
+#include "tests/util/temp_dir.h"
+
+namespace stablefs {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool IsMounted(const std::string& mnt) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, parent, dev, root, point;
+    ls >> id >> parent >> dev >> root >> point;
+    if (point == mnt && line.find("fuse.stablefs") != std::string::npos) return true;
+  }
+  return false;
+}
+
+int Run(const std::string& cmd) {
+  int status = std::system((cmd + " >/dev/null 2>&1").c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A store and a mount point in a temporary directory, and the daemon serving them.
+class Mount {
+ public:
+  explicit Mount(std::vector<std::string> options = {}) : options_(std::move(options)) {
+    store_ = dir_.Sub("store");
+    mnt_ = dir_.Sub("mnt");
+    mkdir(mnt_.c_str(), 0755);
+    mkfs_status_ = Run(std::string(MKFS_BIN) + " -q " + store_);
+  }
+  ~Mount() {
+    if (IsMounted(mnt_)) Run("fusermount3 -u -z " + mnt_);
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  const std::string& store() const { return store_; }
+  std::string Path(const std::string& rel) const { return mnt_ + "/" + rel; }
+
+  // Starts the daemon and waits until the mount is there (or the daemon died).
+  ::testing::AssertionResult Start() {
+    if (mkfs_status_ != 0) return ::testing::AssertionFailure() << "mkfs failed";
+    std::vector<std::string> argv = {STABLEFS_BIN, "-f"};
+    for (const std::string& o : options_) {
+      argv.push_back("-o");
+      argv.push_back(o);
+    }
+    argv.push_back(store_);
+    argv.push_back(mnt_);
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::vector<char*> args;
+      for (std::string& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < deadline) {
+      if (IsMounted(mnt_)) return ::testing::AssertionSuccess();
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return ::testing::AssertionFailure() << "the daemon exited before mounting";
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return ::testing::AssertionFailure() << "no mount after 30 s";
+  }
+
+  // Unmounts and waits for the daemon; returns its exit status.
+  int Stop() {
+    if (Run("fusermount3 -u " + mnt_) != 0) return -2;
+    int status = 0;
+    if (waitpid(pid_, &status, 0) != pid_) return -3;
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  // SIGKILL of the daemon: a crash of the filesystem process. The dead mount is detached.
+  void Crash() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    Run("fusermount3 -u -z " + mnt_);
+  }
+
+ private:
+  testing::TempDir dir_;
+  std::vector<std::string> options_;
+  std::string store_, mnt_;
+  int mkfs_status_ = -1;
+  pid_t pid_ = -1;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& data, bool do_fsync = false) {
+  int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0) << path << ": " << strerror(errno);
+  ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  if (do_fsync) {
+    ASSERT_EQ(fsync(fd), 0);
+  }
+  ASSERT_EQ(close(fd), 0);
+}
+
+std::string RandomData(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+int Errno(int rc) { return rc == 0 ? 0 : errno; }
+
+class MountTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/fuse";
+  }
+};
+
+TEST_F(MountTest, DataAndNamespaceSurviveUnmountAndRemount) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  const std::string big = RandomData(3 * 1024 * 1024 + 123, 1);
+  WriteFile(m.Path("big"), big);
+  WriteFile(m.Path("small"), "hello\n");
+  ASSERT_EQ(mkdir(m.Path("dir").c_str(), 0750), 0);
+  ASSERT_EQ(mkdir(m.Path("dir/sub").c_str(), 0700), 0);
+  ASSERT_EQ(symlink("../small", m.Path("dir/link").c_str()), 0);
+  ASSERT_EQ(link(m.Path("small").c_str(), m.Path("dir/hard").c_str()), 0);
+  ASSERT_EQ(rename(m.Path("big").c_str(), m.Path("dir/sub/big").c_str()), 0);
+  ASSERT_EQ(mkfifo(m.Path("fifo").c_str(), 0600), 0);
+  ASSERT_EQ(truncate(m.Path("small").c_str(), 3), 0);
+  ASSERT_EQ(m.Stop(), 0);
+
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(ReadFile(m.Path("dir/sub/big")), big);
+  EXPECT_EQ(ReadFile(m.Path("small")), "hel");
+  EXPECT_EQ(ReadFile(m.Path("dir/link")), "hel");
+  struct stat st;
+  ASSERT_EQ(stat(m.Path("dir/hard").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 2u);
+  EXPECT_EQ(st.st_size, 3);
+  ASSERT_EQ(stat(m.Path("dir").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode, S_IFDIR | 0750u);
+  EXPECT_EQ(st.st_nlink, 3u);  // ".", the entry, and sub's ".."
+  ASSERT_EQ(stat(m.Path("dir/sub/big").c_str(), &st), 0);
+  EXPECT_EQ(st.st_blocks, static_cast<blkcnt_t>((big.size() + 4095) / 4096 * 8));
+  ASSERT_EQ(lstat(m.Path("fifo").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  char target[64] = {};
+  ASSERT_EQ(readlink(m.Path("dir/link").c_str(), target, sizeof(target)), 8);
+  EXPECT_STREQ(target, "../small");
+  EXPECT_NE(access(m.Path("big").c_str(), F_OK), 0);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, DirtyPagesAreWrittenBackAtUnmount) {
+  // A long expiry: nothing is written back before the unmount does it.
+  Mount m({"writeback_expire_ms=600000"});
+  ASSERT_TRUE(m.Start());
+  const std::string data = RandomData(8 * 1024 * 1024, 2);
+  WriteFile(m.Path("f"), data);
+  ASSERT_EQ(m.Stop(), 0);
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(ReadFile(m.Path("f")), data);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, SigkillAfterFsyncLosesNothingTheFsyncCovered) {
+  Mount m({"writeback_expire_ms=600000"});
+  ASSERT_TRUE(m.Start());
+  const std::string synced = RandomData(1024 * 1024 + 7, 3);
+  WriteFile(m.Path("synced"), synced, /*do_fsync=*/true);
+  ASSERT_EQ(mkdir(m.Path("d").c_str(), 0755), 0);
+  WriteFile(m.Path("d/also"), "also synced", /*do_fsync=*/true);  // its name too: WAL order
+  WriteFile(m.Path("unsynced"), RandomData(4096, 4));
+  m.Crash();
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(ReadFile(m.Path("synced")), synced);
+  EXPECT_EQ(ReadFile(m.Path("d/also")), "also synced");
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, ErrorsAreTheOnesLinuxFilesystemsReturn) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  ASSERT_EQ(mkdir(m.Path("d").c_str(), 0755), 0);
+  WriteFile(m.Path("d/f"), "x");
+  EXPECT_EQ(Errno(open(m.Path("missing").c_str(), O_RDONLY) >= 0 ? 0 : -1), ENOENT);
+  EXPECT_EQ(Errno(mkdir(m.Path("d").c_str(), 0755)), EEXIST);
+  EXPECT_EQ(Errno(rmdir(m.Path("d").c_str())), ENOTEMPTY);
+  EXPECT_EQ(Errno(unlink(m.Path("d").c_str())), EISDIR);
+  EXPECT_EQ(Errno(rmdir(m.Path("d/f").c_str())), ENOTDIR);
+  EXPECT_EQ(Errno(mkdir(m.Path("d/f/x").c_str(), 0755)), ENOTDIR);
+  EXPECT_EQ(Errno(mkdir(m.Path(std::string(256, 'n')).c_str(), 0755)), ENAMETOOLONG);
+  EXPECT_EQ(mkdir(m.Path(std::string(255, 'n')).c_str(), 0755), 0);
+  EXPECT_EQ(Errno(link(m.Path("d").c_str(), m.Path("dlink").c_str())), EPERM);
+  EXPECT_EQ(Errno(rename(m.Path("d").c_str(), m.Path("d/sub").c_str())), EINVAL);
+  WriteFile(m.Path("a"), "A");
+  WriteFile(m.Path("b"), "B");
+  EXPECT_EQ(Errno(renameat2(AT_FDCWD, m.Path("a").c_str(), AT_FDCWD, m.Path("b").c_str(),
+                            RENAME_NOREPLACE)),
+            EEXIST);
+  EXPECT_EQ(
+      renameat2(AT_FDCWD, m.Path("a").c_str(), AT_FDCWD, m.Path("b").c_str(), RENAME_EXCHANGE), 0);
+  EXPECT_EQ(ReadFile(m.Path("a")), "B");
+  EXPECT_EQ(ReadFile(m.Path("b")), "A");
+  EXPECT_EQ(Errno(renameat2(AT_FDCWD, m.Path("a").c_str(), AT_FDCWD, m.Path("none").c_str(),
+                            RENAME_EXCHANGE)),
+            ENOENT);
+  EXPECT_EQ(rename(m.Path("a").c_str(), m.Path("b").c_str()), 0);  // replaces b
+  EXPECT_EQ(ReadFile(m.Path("b")), "B");
+  EXPECT_EQ(Errno(rename(m.Path("b").c_str(), m.Path("d").c_str())), EISDIR);
+  char buf[8];
+  EXPECT_EQ(readlink(m.Path("b").c_str(), buf, sizeof(buf)), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(getxattr(m.Path("b").c_str(), "user.none", buf, sizeof(buf)), -1);
+  EXPECT_EQ(errno, ENODATA);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, ABlockDamagedInTheStoreReadsAsEioNeverAsWrongBytes) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  const std::string data = RandomData(3 * 4096, 5);
+  WriteFile(m.Path("f"), data);
+  struct stat st;
+  ASSERT_EQ(stat(m.Path("f").c_str(), &st), 0);
+  ASSERT_EQ(m.Stop(), 0);
+  {
+    // Flip one bit of block 1's data in the store, below its checks.
+    std::unique_ptr<RocksBlockStore> store;
+    ASSERT_TRUE(RocksBlockStore::Open(m.store(), RocksOptions(), &store).ok());
+    std::string d, t;
+    ASSERT_TRUE(store->ReadBlockRaw(st.st_ino, 1, &d, &t).ok());
+    d[100] ^= 0x04;
+    WriteBatch b;
+    b.PutBlock(st.st_ino, 1, d.data(), t.data());
+    ASSERT_TRUE(store->Write(b, WriteOptions{.sync = true, .verify_pi = false}).ok());
+  }
+  ASSERT_TRUE(m.Start());
+  int fd = open(m.Path("f").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  std::string buf(4096, '\0');
+  EXPECT_EQ(pread(fd, buf.data(), 4096, 0), 4096);
+  EXPECT_EQ(buf, data.substr(0, 4096));
+  EXPECT_EQ(pread(fd, buf.data(), 4096, 4096), -1);
+  EXPECT_EQ(errno, EIO);
+  EXPECT_EQ(pread(fd, buf.data(), 10, 4096 + 200), -1);  // any byte of it
+  EXPECT_EQ(errno, EIO);
+  EXPECT_EQ(pread(fd, buf.data(), 4096, 8192), 4096);
+  EXPECT_EQ(buf, data.substr(8192, 4096));
+  close(fd);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, AnUnlinkedOpenFileLivesUntilItsLastClose) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  WriteFile(m.Path("f"), "before");
+  int fd = open(m.Path("f").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(unlink(m.Path("f").c_str()), 0);
+  EXPECT_NE(access(m.Path("f").c_str(), F_OK), 0);
+  ASSERT_EQ(pwrite(fd, "after!", 6, 0), 6);
+  ASSERT_EQ(fsync(fd), 0);
+  char buf[8] = {};
+  ASSERT_EQ(pread(fd, buf, 6, 0), 6);
+  EXPECT_STREQ(buf, "after!");
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_nlink, 0u);
+  // A crash now leaves an orphan, which the next mount reclaims.
+  m.Crash();
+  close(fd);
+  {
+    std::unique_ptr<RocksBlockStore> store;
+    ASSERT_TRUE(RocksBlockStore::Open(m.store(), RocksOptions(), &store).ok());
+    std::string v;
+    EXPECT_TRUE(store->Get(Space::kOrphan, InodeKey(st.st_ino), &v).ok());
+  }
+  ASSERT_TRUE(m.Start());
+  ASSERT_EQ(m.Stop(), 0);
+  std::unique_ptr<RocksBlockStore> store;
+  ASSERT_TRUE(RocksBlockStore::Open(m.store(), RocksOptions(), &store).ok());
+  std::string v;
+  EXPECT_TRUE(store->Get(Space::kOrphan, InodeKey(st.st_ino), &v).IsNotFound());
+  EXPECT_TRUE(store->Get(Space::kInode, InodeKey(st.st_ino), &v).IsNotFound());
+  uint64_t blocks = 1;
+  ASSERT_TRUE(store->CountBlocks(st.st_ino, 0, UINT64_MAX, &blocks).ok());
+  EXPECT_EQ(blocks, 0u);
+}
+
+TEST_F(MountTest, ReaddirOffsetsAreStableUnderConcurrentChanges) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  ASSERT_EQ(mkdir(m.Path("d").c_str(), 0755), 0);
+  std::set<std::string> all;
+  for (int i = 0; i < 300; i++) {
+    std::string n = "f" + std::to_string(i);
+    WriteFile(m.Path("d/" + n), "");
+    all.insert(n);
+  }
+  DIR* dir = opendir(m.Path("d").c_str());
+  ASSERT_NE(dir, nullptr);
+  std::multiset<std::string> seen;
+  int n = 0;
+  while (struct dirent* e = readdir(dir)) {
+    seen.insert(e->d_name);
+    if (++n == 100) {
+      // Midway: remove some names and add others.
+      for (int i = 200; i < 250; i++)
+        ASSERT_EQ(unlink(m.Path("d/f" + std::to_string(i)).c_str()), 0);
+      for (int i = 0; i < 50; i++) WriteFile(m.Path("d/new" + std::to_string(i)), "");
+    }
+  }
+  closedir(dir);
+  for (const std::string& name : all) {
+    int idx = std::stoi(name.substr(1));
+    size_t count = seen.count(name);
+    if (idx >= 200 && idx < 250) {
+      EXPECT_LE(count, 1u) << name;
+    } else {
+      EXPECT_EQ(count, 1u) << name << " must be listed exactly once";
+    }
+  }
+  EXPECT_EQ(seen.count("."), 1u);
+  EXPECT_EQ(seen.count(".."), 1u);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, SharedMappingWritesReachTheStore) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  WriteFile(m.Path("f"), std::string(3 * 4096, 'a'));
+  int fd = open(m.Path("f").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  void* p = mmap(nullptr, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  std::memcpy(static_cast<char*>(p) + 4096 + 10, "mapped", 6);
+  ASSERT_EQ(msync(p, 3 * 4096, MS_SYNC), 0);
+  ASSERT_EQ(munmap(p, 3 * 4096), 0);
+  ASSERT_EQ(fsync(fd), 0);
+  close(fd);
+  ASSERT_EQ(m.Stop(), 0);
+  ASSERT_TRUE(m.Start());
+  std::string want(3 * 4096, 'a');
+  want.replace(4096 + 10, 6, "mapped");
+  EXPECT_EQ(ReadFile(m.Path("f")), want);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, DirectIoIsCoherentWithBufferedIo) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  WriteFile(m.Path("f"), std::string(2 * 4096, 'b'));
+  int dfd = open(m.Path("f").c_str(), O_RDWR | O_DIRECT);
+  ASSERT_GE(dfd, 0);
+  void* buf = nullptr;
+  ASSERT_EQ(posix_memalign(&buf, 4096, 4096), 0);
+  ASSERT_EQ(pread(dfd, buf, 4096, 4096), 4096);
+  EXPECT_EQ(std::string(static_cast<char*>(buf), 4096), std::string(4096, 'b'));
+  std::memset(buf, 'D', 4096);
+  ASSERT_EQ(pwrite(dfd, buf, 4096, 0), 4096);
+  close(dfd);
+  free(buf);
+  EXPECT_EQ(ReadFile(m.Path("f")), std::string(4096, 'D') + std::string(4096, 'b'));
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, ExtendedAttributes) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  WriteFile(m.Path("f"), "");
+  const std::string p = m.Path("f");
+  ASSERT_EQ(setxattr(p.c_str(), "user.a", "1", 1, 0), 0);
+  ASSERT_EQ(setxattr(p.c_str(), "user.b", "22", 2, 0), 0);
+  EXPECT_EQ(setxattr(p.c_str(), "user.a", "x", 1, XATTR_CREATE), -1);
+  EXPECT_EQ(errno, EEXIST);
+  EXPECT_EQ(setxattr(p.c_str(), "user.c", "x", 1, XATTR_REPLACE), -1);
+  EXPECT_EQ(errno, ENODATA);
+  std::string big(65536, 'v');
+  EXPECT_EQ(setxattr(p.c_str(), "user.big", big.data(), big.size(), 0), 0);
+  char buf[70000];
+  EXPECT_EQ(getxattr(p.c_str(), "user.big", buf, sizeof(buf)), 65536);
+  EXPECT_EQ(getxattr(p.c_str(), "user.b", nullptr, 0), 2);
+  EXPECT_EQ(getxattr(p.c_str(), "user.b", buf, 1), -1);
+  EXPECT_EQ(errno, ERANGE);
+  ssize_t n = listxattr(p.c_str(), buf, sizeof(buf));
+  EXPECT_EQ(std::string(buf, n), std::string("user.a\0user.b\0user.big\0", 23));
+  ASSERT_EQ(removexattr(p.c_str(), "user.a"), 0);
+  EXPECT_EQ(removexattr(p.c_str(), "user.a"), -1);
+  EXPECT_EQ(errno, ENODATA);
+  ASSERT_EQ(m.Stop(), 0);
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(getxattr(p.c_str(), "user.b", buf, sizeof(buf)), 2);
+  EXPECT_EQ(std::string(buf, 2), "22");
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, StatfsReportsTheStoresSpace) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  struct statvfs st;
+  ASSERT_EQ(statvfs(m.Path("").c_str(), &st), 0);
+  EXPECT_EQ(st.f_bsize, 4096u);
+  EXPECT_GT(st.f_blocks, 0u);
+  EXPECT_LE(st.f_bavail, st.f_blocks);
+  EXPECT_EQ(st.f_namemax, 255u);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, MountErrorsAreOneClearLine) {
+  testing::TempDir dir;
+  std::string out = dir.Sub("out");
+  int rc = std::system(
+      (std::string(STABLEFS_BIN) + " " + dir.Sub("nostore") + " " + dir.path() + " 2>" + out)
+          .c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 1);
+  std::string msg = ReadFile(out);
+  EXPECT_NE(msg.find("no store at"), std::string::npos) << msg;
+  EXPECT_EQ(std::count(msg.begin(), msg.end(), '\n'), 1) << msg;
+  rc = std::system((std::string(STABLEFS_BIN) + " -o stable_pages=sometimes " + dir.Sub("x") + " " +
+                    dir.path() + " 2>" + out)
+                       .c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 1);
+  EXPECT_NE(ReadFile(out).find("stable_pages must be wait, bounce or off"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace stablefs
