@@ -182,14 +182,11 @@ int main(int argc, char** argv) {
     setsid();
   }
 
-  // A store still held by a daemon that is finishing its unmount is waited for, briefly.
+  // A store still held by a daemon that is finishing its unmount is waited for, up to 10 s.
   std::unique_ptr<stablefs::RocksBlockStore> store;
-  Status s;
-  for (int attempt = 0;; attempt++) {
-    s = stablefs::RocksBlockStore::Open(cfg.store, stablefs::RocksOptions(), &store);
-    if (!s.IsBusy() || attempt >= 100) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  stablefs::RocksOptions rocks_options;
+  rocks_options.busy_wait_ms = 10000;
+  Status s = stablefs::RocksBlockStore::Open(cfg.store, rocks_options, &store);
   if (!s.ok()) return Fail(s.ToString());
   std::unique_ptr<stablefs::Filesystem> fs;
   s = stablefs::Filesystem::Open(store.get(), fs_options, &fs);

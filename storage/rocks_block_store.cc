@@ -11,8 +11,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 namespace stablefs {
 
@@ -114,7 +116,15 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
     return Status::InvalidArgument(path + " is not a stablefs store (no RocksDB database in it)");
   }
   std::unique_ptr<RocksBlockStore> store(new RocksBlockStore(path));
-  STABLEFS_RETURN_IF_ERROR(store->OpenDb(options, /*create=*/false));
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options.busy_wait_ms);
+  for (;;) {
+    Status s = store->OpenDb(options, /*create=*/false);
+    if (s.ok()) break;
+    if (!s.IsBusy() || std::chrono::steady_clock::now() >= deadline) return s;
+    // The holder is another process, which this one cannot wait on; poll its lock.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   STABLEFS_RETURN_IF_ERROR(store->LoadSuperblock());
   *out = std::move(store);
   return Status::Ok();

@@ -34,6 +34,9 @@ struct RocksOptions {
   // WAL size past which the column families holding the oldest WAL file are flushed, bounding
   // the WAL's disk use and the replay at the next open. Default: 256 MiB.
   uint64_t max_wal_bytes = 256ull << 20;
+  // How long Open() waits for a store that another process holds (a daemon still writing back
+  // after its unmount returned) before it reports Busy. Default: 0 (report at once).
+  uint32_t busy_wait_ms = 0;
   // Background flush and compaction threads. Default: 2.
   int background_jobs = 2;
 };
