@@ -887,6 +887,56 @@ int Filesystem::Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len) {
   return 0;
 }
 
+int Filesystem::SeekDataHole(OpenFile* f, uint64_t off, int whence, uint64_t* result) {
+  Inode* inode = f->inode.get();
+  if (!inode->as) return EINVAL;
+  AddressSpace* as = inode->as.get();
+  const uint64_t size = as->size();
+  if (off >= size) return ENXIO;
+  const uint64_t end = (size + kBlockSize - 1) / kBlockSize;
+  const uint64_t first = off / kBlockSize;
+  // Data blocks from off on, in order: the store's, merged with the dirty pages'.
+  std::vector<uint64_t> dirty = cache_->DirtyIndexes(as, first, end);
+  std::vector<uint64_t> stored;
+  uint64_t expect = first;  // for SEEK_HOLE: the next index that would continue the data run
+  size_t di = 0;
+  Status s = store_->ScanBlockMap(inode->ino, first, end, [&](uint64_t index) {
+    stored.push_back(index);
+    return whence == SEEK_DATA ? false : stored.size() < 4096;
+  });
+  if (!s.ok()) return Errno(s);
+  if (whence == SEEK_DATA) {
+    uint64_t best = end;
+    if (!stored.empty()) best = stored.front();
+    if (!dirty.empty()) best = std::min(best, dirty.front());
+    if (best >= end) return ENXIO;
+    *result = std::max(off, best * kBlockSize);
+    return 0;
+  }
+  // SEEK_HOLE: walk the merged runs until an index is missing from both.
+  size_t si = 0;
+  for (;;) {
+    while (si < stored.size() && stored[si] < expect) si++;
+    while (di < dirty.size() && dirty[di] < expect) di++;
+    const bool in_stored = si < stored.size() && stored[si] == expect;
+    const bool in_dirty = di < dirty.size() && dirty[di] == expect;
+    if (!in_stored && !in_dirty) break;
+    if (in_stored && si + 1 == stored.size() && stored.size() >= 4096) {
+      // The scan was cut short: continue it from here.
+      stored.clear();
+      si = 0;
+      s = store_->ScanBlockMap(inode->ino, expect, end, [&](uint64_t index) {
+        stored.push_back(index);
+        return stored.size() < 4096;
+      });
+      if (!s.ok()) return Errno(s);
+    }
+    expect++;
+  }
+  *result = std::min(size, std::max(off, expect * kBlockSize));
+  return 0;
+}
+
 // ---- Directories ----
 
 int Filesystem::OpenDir(uint64_t ino) {

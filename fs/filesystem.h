@@ -132,6 +132,8 @@ class Filesystem {
   int Fsync(OpenFile* f, bool datasync);
   int Release(std::unique_ptr<OpenFile> f);
   int Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len);
+  // SEEK_DATA / SEEK_HOLE: data is every block the store holds and every dirty page.
+  int SeekDataHole(OpenFile* f, uint64_t off, int whence, uint64_t* result);
 
   // ---- Directories ----
   int OpenDir(uint64_t ino);

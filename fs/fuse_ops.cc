@@ -20,6 +20,8 @@
 #include <memory>
 #include <vector>
 
+#include "fs/stats.h"
+
 namespace stablefs {
 
 namespace {
@@ -344,6 +346,63 @@ void SfsFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len,
                                          static_cast<uint64_t>(len)));
 }
 
+void SfsLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, struct fuse_file_info* fi) {
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+    // The kernel handles SEEK_SET, SEEK_CUR and SEEK_END itself.
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  if (off < 0) {
+    fuse_reply_err(req, ENXIO);
+    return;
+  }
+  uint64_t result = 0;
+  int e = Fs(req)->SeekDataHole(FileOf(fi), static_cast<uint64_t>(off), whence, &result);
+  if (e != 0) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  fuse_reply_lseek(req, static_cast<off_t>(result));
+}
+
+void SfsIoctl(fuse_req_t req, fuse_ino_t, unsigned int cmd, void*, struct fuse_file_info*,
+              unsigned flags, const void*, size_t, size_t out_bufsz) {
+  if (flags & FUSE_IOCTL_COMPAT) {
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
+  if (cmd == STABLEFS_IOC_STATS && out_bufsz >= sizeof(StablefsStats)) {
+    Filesystem* fs = Fs(req);
+    PageCacheCounters c = fs->cache()->counters();
+    StoreCounters sc = fs->store()->counters();
+    const uint64_t v[] = {c.pages_written_back,
+                          c.writeback_batches,
+                          c.waits_on_writeback,
+                          c.wait_on_writeback_ns,
+                          c.bounce_copies,
+                          sc.protection_errors_write,
+                          sc.protection_errors_read,
+                          c.protection_errors_read,
+                          c.writeback_errors,
+                          c.pages_read,
+                          c.pages_evicted,
+                          c.dirty_throttle_waits,
+                          c.mkwrite_faults,
+                          sc.blocks_written,
+                          sc.blocks_read,
+                          sc.syncs,
+                          fs->cache()->nr_dirty(),
+                          fs->cache()->nr_writeback(),
+                          fs->cache()->nr_pages_total()};
+    static_assert(sizeof(v) / sizeof(v[0]) == kNumStats, "one value per name");
+    StablefsStats stats{};
+    for (size_t i = 0; i < kNumStats; i++) stats.values[i] = v[i];
+    fuse_reply_ioctl(req, 0, &stats, sizeof(stats));
+    return;
+  }
+  fuse_reply_err(req, ENOTTY);
+}
+
 }  // namespace
 
 const struct fuse_lowlevel_ops* StablefsLowlevelOps() {
@@ -382,6 +441,8 @@ const struct fuse_lowlevel_ops* StablefsLowlevelOps() {
     o.listxattr = SfsListxattr;
     o.removexattr = SfsRemovexattr;
     o.fallocate = SfsFallocate;
+    o.ioctl = SfsIoctl;
+    o.lseek = SfsLseek;
     return o;
   }();
   return &ops;

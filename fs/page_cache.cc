@@ -716,6 +716,15 @@ Status PageCache::Evict(AddressSpace* as, bool write_back) {
   return s;
 }
 
+std::vector<uint64_t> PageCache::DirtyIndexes(AddressSpace* as, uint64_t first, uint64_t end) {
+  MutexLock lock(&mu_);
+  std::vector<uint64_t> out;
+  for (auto it = as->dirty_.lower_bound(first); it != as->dirty_.end() && it->index < end; ++it) {
+    out.push_back(it->index);
+  }
+  return out;
+}
+
 // ---- Counters ----
 
 PageCacheCounters PageCache::counters() const {

@@ -5,11 +5,16 @@
 //                                                 tuples recomputed from its data
 //   stablefsctl verify STORE                      checks every data block against its tuples and
 //                                                 every block map entry against the data
+//   stablefsctl stats MOUNTPOINT [--json]         the running daemon's counters: one
+//                                                 "name value" per line, or one JSON object
 //
-// Both open the store, so it must not be mounted (a daemon finishing its unmount is waited for
-// up to 10 s). Exit status: 0 clean, 4 damage found, 8 an
-// operational error (the store cannot be opened, a path does not exist, bad usage), as fsck's.
+// inspect and verify open the store, so it must not be mounted (a daemon finishing its unmount is
+// waited for up to 10 s). Exit status: 0 clean, 4 damage found, 8 an operational error (the store
+// cannot be opened, a path does not exist, bad usage), as fsck's.
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <cstdio>
@@ -17,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "fs/stats.h"
 #include "storage/rocks_block_store.h"
 
 namespace {
@@ -33,7 +39,8 @@ int Fail(const std::string& msg) {
 void Usage() {
   std::fprintf(stderr,
                "usage: stablefsctl inspect STORE PATH [--offset N]\n"
-               "       stablefsctl verify STORE\n");
+               "       stablefsctl verify STORE\n"
+               "       stablefsctl stats MOUNTPOINT [--json]\n");
 }
 
 // Resolves a path from the root through the directory entries.
@@ -144,6 +151,28 @@ int Verify(BlockStore* store) {
   return damaged + lost == 0 ? kClean : kDamage;
 }
 
+int Stats(const std::string& mountpoint, bool json) {
+  int fd = open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return Fail(mountpoint + ": " + strerror(errno));
+  StablefsStats stats{};
+  int rc = ioctl(fd, STABLEFS_IOC_STATS, &stats);
+  int err = errno;
+  close(fd);
+  if (rc != 0) {
+    return Fail(mountpoint + ": not a stablefs mount (stats ioctl: " + strerror(err) + ")");
+  }
+  if (json) std::printf("{");
+  for (size_t i = 0; i < kNumStats; i++) {
+    if (json) {
+      std::printf("%s\"%s\": %" PRIu64, i ? ", " : "", kStatNames[i], stats.values[i]);
+    } else {
+      std::printf("%s %" PRIu64 "\n", kStatNames[i], stats.values[i]);
+    }
+  }
+  if (json) std::printf("}\n");
+  return kClean;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -152,6 +181,14 @@ int main(int argc, char** argv) {
     return kError;
   }
   const std::string cmd = argv[1];
+  if (cmd == "stats") {
+    bool json = argc > 3 && std::strcmp(argv[3], "--json") == 0;
+    if (argc > 4 || (argc == 4 && !json)) {
+      Usage();
+      return kError;
+    }
+    return Stats(argv[2], json);
+  }
   if (cmd != "inspect" && cmd != "verify") {
     Usage();
     return Fail("unknown command " + cmd);

@@ -1,10 +1,13 @@
 // Integration tests on real FUSE mounts: the daemon runs in the foreground as a child of the test
 // (so the test owns its PID), and everything is done through system calls on the mount. Each test
 // unmounts what it mounted and reaps the daemon, also when it fails.
+#include "tests/util/mount.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -23,106 +26,14 @@
 #include <thread>
 #include <vector>
 
+#include "fs/stats.h"
 #include "storage/rocks_block_store.h"
 #include "tests/util/temp_dir.h"
 
 namespace stablefs {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-bool IsMounted(const std::string& mnt) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, dev, root, point;
-    ls >> id >> parent >> dev >> root >> point;
-    if (point == mnt && line.find("fuse.stablefs") != std::string::npos) return true;
-  }
-  return false;
-}
-
-int Run(const std::string& cmd) {
-  int status = std::system((cmd + " >/dev/null 2>&1").c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// A store and a mount point in a temporary directory, and the daemon serving them.
-class Mount {
- public:
-  explicit Mount(std::vector<std::string> options = {}) : options_(std::move(options)) {
-    store_ = dir_.Sub("store");
-    mnt_ = dir_.Sub("mnt");
-    mkdir(mnt_.c_str(), 0755);
-    mkfs_status_ = Run(std::string(MKFS_BIN) + " -q " + store_);
-  }
-  ~Mount() {
-    if (IsMounted(mnt_)) Run("fusermount3 -u -z " + mnt_);
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  const std::string& store() const { return store_; }
-  std::string Path(const std::string& rel) const { return mnt_ + "/" + rel; }
-
-  // Starts the daemon and waits until the mount is there (or the daemon died).
-  ::testing::AssertionResult Start() {
-    if (mkfs_status_ != 0) return ::testing::AssertionFailure() << "mkfs failed";
-    std::vector<std::string> argv = {STABLEFS_BIN, "-f"};
-    for (const std::string& o : options_) {
-      argv.push_back("-o");
-      argv.push_back(o);
-    }
-    argv.push_back(store_);
-    argv.push_back(mnt_);
-    pid_ = fork();
-    if (pid_ == 0) {
-      std::vector<char*> args;
-      for (std::string& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    const auto deadline = Clock::now() + std::chrono::seconds(30);
-    while (Clock::now() < deadline) {
-      if (IsMounted(mnt_)) return ::testing::AssertionSuccess();
-      int status;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return ::testing::AssertionFailure() << "the daemon exited before mounting";
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return ::testing::AssertionFailure() << "no mount after 30 s";
-  }
-
-  // Unmounts and waits for the daemon; returns its exit status.
-  int Stop() {
-    if (Run("fusermount3 -u " + mnt_) != 0) return -2;
-    int status = 0;
-    if (waitpid(pid_, &status, 0) != pid_) return -3;
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
-  // SIGKILL of the daemon: a crash of the filesystem process. The dead mount is detached.
-  void Crash() {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-    Run("fusermount3 -u -z " + mnt_);
-  }
-
- private:
-  testing::TempDir dir_;
-  std::vector<std::string> options_;
-  std::string store_, mnt_;
-  int mkfs_status_ = -1;
-  pid_t pid_ = -1;
-};
+using testing::Mount;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -290,6 +201,15 @@ TEST_F(MountTest, ABlockDamagedInTheStoreReadsAsEioNeverAsWrongBytes) {
   EXPECT_EQ(errno, EIO);
   EXPECT_EQ(pread(fd, buf.data(), 4096, 8192), 4096);
   EXPECT_EQ(buf, data.substr(8192, 4096));
+  // The daemon counted what it caught.
+  StablefsStats stats{};
+  ASSERT_EQ(ioctl(fd, STABLEFS_IOC_STATS, &stats), 0) << strerror(errno);
+  for (size_t i = 0; i < kNumStats; i++) {
+    if (std::string(kStatNames[i]) == "read_eio" ||
+        std::string(kStatNames[i]) == "protection_errors_read") {
+      EXPECT_GE(stats.values[i], 2u) << kStatNames[i];
+    }
+  }
   close(fd);
   ASSERT_EQ(m.Stop(), 0);
 }
@@ -447,6 +367,57 @@ TEST_F(MountTest, StatfsReportsTheStoresSpace) {
   EXPECT_GT(st.f_blocks, 0u);
   EXPECT_LE(st.f_bavail, st.f_blocks);
   EXPECT_EQ(st.f_namemax, 255u);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, SeekDataAndSeekHoleFollowBlocksAndDirtyPages) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  int fd = open(m.Path("sparse").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, "a", 1, 0), 1);             // block 0
+  ASSERT_EQ(pwrite(fd, "d", 1, 3 * 4096 + 5), 1);  // block 3
+  ASSERT_EQ(ftruncate(fd, 5 * 4096 + 100), 0);
+  for (int round = 0; round < 2; round++) {  // dirty in the cache, then only in the store
+    SCOPED_TRACE(round == 0 ? "dirty" : "written back");
+    EXPECT_EQ(lseek(fd, 0, SEEK_DATA), 0);
+    EXPECT_EQ(lseek(fd, 0, SEEK_HOLE), 4096);
+    EXPECT_EQ(lseek(fd, 100, SEEK_HOLE), 4096);
+    EXPECT_EQ(lseek(fd, 4096, SEEK_DATA), 3 * 4096);
+    EXPECT_EQ(lseek(fd, 3 * 4096 + 7, SEEK_DATA), 3 * 4096 + 7);
+    EXPECT_EQ(lseek(fd, 3 * 4096, SEEK_HOLE), 4 * 4096);
+    EXPECT_EQ(lseek(fd, 4 * 4096, SEEK_DATA), -1);
+    EXPECT_EQ(errno, ENXIO);
+    EXPECT_EQ(lseek(fd, 5 * 4096 + 100, SEEK_HOLE), -1);  // at EOF
+    EXPECT_EQ(errno, ENXIO);
+    ASSERT_EQ(fsync(fd), 0);
+  }
+  close(fd);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, StatsCountWritebackAndSyncs) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  WriteFile(m.Path("f"), RandomData(2 * 4096, 9), /*do_fsync=*/true);
+  int fd = open(m.Path("").c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  StablefsStats stats{};
+  ASSERT_EQ(ioctl(fd, STABLEFS_IOC_STATS, &stats), 0) << strerror(errno);
+  close(fd);
+  auto stat_of = [&](const char* name) {
+    for (size_t i = 0; i < kNumStats; i++) {
+      if (std::string(kStatNames[i]) == name) return stats.values[i];
+    }
+    ADD_FAILURE() << "no counter " << name;
+    return uint64_t{0};
+  };
+  EXPECT_EQ(stat_of("pages_written_back"), 2u);
+  EXPECT_EQ(stat_of("blocks_written"), 2u);
+  EXPECT_GE(stat_of("store_syncs"), 1u);
+  EXPECT_EQ(stat_of("protection_errors_write"), 0u);
+  EXPECT_EQ(stat_of("protection_errors_read"), 0u);
+  EXPECT_EQ(stat_of("cache_pages"), 65536u);
   ASSERT_EQ(m.Stop(), 0);
 }
 

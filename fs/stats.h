@@ -1,0 +1,46 @@
+// The daemon's counters as tools read them: an ioctl on any directory or file of the mount
+// (usually its root) fills one StablefsStats. `stablefsctl stats MOUNTPOINT` prints them.
+//
+// The layout is an ABI between the daemon and its tools: an array of uint64_t in the order of
+// kStatNames; new counters go at the end, and readers ignore names they do not know.
+#pragma once
+
+#include <linux/ioctl.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace stablefs {
+
+inline constexpr const char* kStatNames[] = {
+    "pages_written_back",       // page cache: pages the store acknowledged
+    "writeback_batches",        // page cache: store batches submitted by writeback
+    "waits_on_writeback",       // writers and write faults that slept on PG_writeback
+    "wait_on_writeback_ns",     // time they slept
+    "bounce_copies",            // pages copied under stable_pages=bounce
+    "protection_errors_write",  // store: writes rejected because PI did not match the data
+    "protection_errors_read",   // store: blocks that failed verification after a read
+    "read_eio",                 // page cache: reads answered EIO for failed verification
+    "writeback_errors",         // writeback batches that failed, for any reason
+    "pages_read",               // pages filled from the store
+    "pages_evicted",            // clean pages reclaimed
+    "dirty_throttle_waits",     // writers throttled for too many dirty pages
+    "mkwrite_faults",           // write faults through in-process mappings
+    "blocks_written",           // store: data blocks written
+    "blocks_read",              // store: data blocks read and verified
+    "store_syncs",              // store: WAL syncs
+    "dirty_pages",              // now: dirty pages
+    "writeback_pages",          // now: pages under writeback
+    "cache_pages",              // the cache's size in pages
+};
+inline constexpr size_t kNumStats = sizeof(kStatNames) / sizeof(kStatNames[0]);
+
+struct StablefsStats {
+  uint64_t values[32];
+};
+static_assert(kNumStats <= 32);
+
+// _IOR('S', 1, 256 bytes): the kernel passes it to the daemon as a restricted FUSE ioctl.
+#define STABLEFS_IOC_STATS _IOR('S', 1, stablefs::StablefsStats)
+
+}  // namespace stablefs

@@ -1,0 +1,120 @@
+// Mount: a store and a mount point in a temporary directory, and a stablefs daemon serving them
+// in the foreground as a child of the test, so the test owns its PID. The destructor unmounts
+// and reaps the daemon, also when a test fails. STABLEFS_BIN and MKFS_BIN name the programs.
+#pragma once
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/util/temp_dir.h"
+
+namespace stablefs::testing {
+
+using Clock = std::chrono::steady_clock;
+
+inline bool IsMounted(const std::string& mnt) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, parent, dev, root, point;
+    ls >> id >> parent >> dev >> root >> point;
+    if (point == mnt && line.find("fuse.stablefs") != std::string::npos) return true;
+  }
+  return false;
+}
+
+inline int Run(const std::string& cmd) {
+  int status = std::system((cmd + " >/dev/null 2>&1").c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A store and a mount point in a temporary directory, and the daemon serving them.
+class Mount {
+ public:
+  explicit Mount(std::vector<std::string> options = {}) : options_(std::move(options)) {
+    store_ = dir_.Sub("store");
+    mnt_ = dir_.Sub("mnt");
+    mkdir(mnt_.c_str(), 0755);
+    mkfs_status_ = Run(std::string(MKFS_BIN) + " -q " + store_);
+  }
+  ~Mount() {
+    if (IsMounted(mnt_)) Run("fusermount3 -u -z " + mnt_);
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  const std::string& store() const { return store_; }
+  std::string Path(const std::string& rel) const { return mnt_ + "/" + rel; }
+
+  // Starts the daemon and waits until the mount is there (or the daemon died).
+  ::testing::AssertionResult Start() {
+    if (mkfs_status_ != 0) return ::testing::AssertionFailure() << "mkfs failed";
+    std::vector<std::string> argv = {STABLEFS_BIN, "-f"};
+    for (const std::string& o : options_) {
+      argv.push_back("-o");
+      argv.push_back(o);
+    }
+    argv.push_back(store_);
+    argv.push_back(mnt_);
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::vector<char*> args;
+      for (std::string& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < deadline) {
+      if (IsMounted(mnt_)) return ::testing::AssertionSuccess();
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return ::testing::AssertionFailure() << "the daemon exited before mounting";
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return ::testing::AssertionFailure() << "no mount after 30 s";
+  }
+
+  // Unmounts and waits for the daemon; returns its exit status.
+  int Stop() {
+    if (Run("fusermount3 -u " + mnt_) != 0) return -2;
+    int status = 0;
+    if (waitpid(pid_, &status, 0) != pid_) return -3;
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  // SIGKILL of the daemon: a crash of the filesystem process. The dead mount is detached.
+  void Crash() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    Run("fusermount3 -u -z " + mnt_);
+  }
+
+ private:
+  TempDir dir_;
+  std::vector<std::string> options_;
+  std::string store_, mnt_;
+  int mkfs_status_ = -1;
+  pid_t pid_ = -1;
+};
+
+}  // namespace stablefs::testing
