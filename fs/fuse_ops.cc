@@ -400,6 +400,15 @@ void SfsIoctl(fuse_req_t req, fuse_ino_t, unsigned int cmd, void*, struct fuse_f
     fuse_reply_ioctl(req, 0, &stats, sizeof(stats));
     return;
   }
+  if (cmd == STABLEFS_IOC_SYNC) {
+    int e = Fs(req)->SyncFs();
+    if (e != 0) {
+      fuse_reply_err(req, e);
+    } else {
+      fuse_reply_ioctl(req, 0, nullptr, 0);
+    }
+    return;
+  }
   fuse_reply_err(req, ENOTTY);
 }
 

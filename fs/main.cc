@@ -160,8 +160,17 @@ int main(int argc, char** argv) {
                  "will be lost. Use it only to reproduce that failure.\n");
   }
   fuse_opt_add_arg(&args, "-odefault_permissions");
-  fuse_opt_add_arg(&args, ("-ofsname=" + cfg.store).c_str());
-  fuse_opt_add_arg(&args, "-osubtype=stablefs");
+  // The mount's source and type: STORE and fuse.stablefs unless the caller names the source
+  // (fsname=, as mount.fuse.stablefs does for xfstests, which wants exactly its device name and
+  // type fuse).
+  bool named = false;
+  for (int i = 0; i < args.argc; i++) {
+    named |= std::strstr(args.argv[i], "fsname=") != nullptr;
+  }
+  if (!named) {
+    fuse_opt_add_arg(&args, ("-ofsname=" + cfg.store).c_str());
+    fuse_opt_add_arg(&args, "-osubtype=stablefs");
+  }
 
   // Daemonize first (RocksDB's threads do not survive a fork), but let the parent report the
   // outcome of the mount and exit with it.

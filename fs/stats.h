@@ -42,5 +42,9 @@ static_assert(kNumStats <= 32);
 
 // _IOR('S', 1, 256 bytes): the kernel passes it to the daemon as a restricted FUSE ioctl.
 #define STABLEFS_IOC_STATS _IOR('S', 1, stablefs::StablefsStats)
+// Writes back every dirty page of the filesystem and syncs the store: what syncfs(2) would do.
+// The kernel sends FUSE_SYNCFS only to virtiofs, so sync(2) and syncfs(2) on a stablefs mount
+// do not reach the daemon; this ioctl (stablefsctl sync MOUNTPOINT) and fsync do.
+#define STABLEFS_IOC_SYNC _IO('S', 2)
 
 }  // namespace stablefs

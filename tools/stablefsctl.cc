@@ -7,6 +7,8 @@
 //                                                 every block map entry against the data
 //   stablefsctl stats MOUNTPOINT [--json]         the running daemon's counters: one
 //                                                 "name value" per line, or one JSON object
+//   stablefsctl sync MOUNTPOINT                   writes back and syncs the whole filesystem
+//                                                 (sync(2) does not reach a FUSE daemon)
 //
 // inspect and verify open the store, so it must not be mounted (a daemon finishing its unmount is
 // waited for up to 10 s). Exit status: 0 clean, 4 damage found, 8 an operational error (the store
@@ -40,7 +42,8 @@ void Usage() {
   std::fprintf(stderr,
                "usage: stablefsctl inspect STORE PATH [--offset N]\n"
                "       stablefsctl verify STORE\n"
-               "       stablefsctl stats MOUNTPOINT [--json]\n");
+               "       stablefsctl stats MOUNTPOINT [--json]\n"
+               "       stablefsctl sync MOUNTPOINT\n");
 }
 
 // Resolves a path from the root through the directory entries.
@@ -173,6 +176,16 @@ int Stats(const std::string& mountpoint, bool json) {
   return kClean;
 }
 
+int Sync(const std::string& mountpoint) {
+  int fd = open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return Fail(mountpoint + ": " + strerror(errno));
+  int rc = ioctl(fd, STABLEFS_IOC_SYNC);
+  int err = errno;
+  close(fd);
+  if (rc != 0) return Fail(mountpoint + ": sync: " + strerror(err));
+  return kClean;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -181,6 +194,13 @@ int main(int argc, char** argv) {
     return kError;
   }
   const std::string cmd = argv[1];
+  if (cmd == "sync") {
+    if (argc != 3) {
+      Usage();
+      return kError;
+    }
+    return Sync(argv[2]);
+  }
   if (cmd == "stats") {
     bool json = argc > 3 && std::strcmp(argv[3], "--json") == 0;
     if (argc > 4 || (argc == 4 && !json)) {
