@@ -13,6 +13,7 @@
 #include <cassert>
 #include <cerrno>
 
+#include "fs/acl.h"
 #include "fs/errno_map.h"
 #include "fs/log.h"
 
@@ -414,7 +415,23 @@ int Filesystem::SetAttr(uint64_t ino, const struct stat& attr, int to_set, const
     }
   }
   (void)c;
-  if (int e = PersistInode(inode.get())) return e;
+  {
+    // chmod also rewrites the access ACL's owner, mask (or group) and other entries.
+    MutexLock lock(&inode->meta_mu);
+    WriteBatch b;
+    if (to_set & kMode) {
+      std::string v;
+      Status gs = store_->Get(Space::kXattr, NameKey(ino, kAclAccess), &v);
+      if (!gs.ok() && !gs.IsNotFound()) return Errno(gs);
+      Acl acl;
+      if (gs.ok() && acl.Decode(v)) {
+        acl.Chmod(inode->rec.mode);
+        b.Put(Space::kXattr, NameKey(ino, kAclAccess), acl.Encode());
+      }
+    }
+    inode->AddRecordTo(&b);
+    if (Status ws = store_->Write(b); !ws.ok()) return Errno(ws);
+  }
   FillStat(inode.get(), out);
   return 0;
 }
@@ -432,6 +449,21 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
   if (e != ENOENT) return e;
 
   WriteBatch b;
+  // The parent's default ACL, masked by the create mode, becomes the new inode's access ACL (and
+  // a directory's default ACL too); without one the umask applies (posix_acl_create).
+  std::string default_acl;
+  Acl inherited;
+  bool has_default = false;
+  if (!S_ISLNK(mode)) {
+    Status ds = store_->Get(Space::kXattr, NameKey(parent_ino, kAclDefault), &default_acl);
+    if (!ds.ok() && !ds.IsNotFound()) return Errno(ds);
+    has_default = ds.ok() && inherited.Decode(default_acl);
+  }
+  if (has_default) {
+    inherited.CreateMasq(&mode);
+  } else if (!S_ISLNK(mode)) {
+    mode &= ~(c.umask & 0777);
+  }
   const uint64_t ino = AllocIno(&b);
   const Timespec now = Now();
   InodeRecord rec;
@@ -467,6 +499,11 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
     b.Put(Space::kDirent, NameKey(ino, ".."), v);
   }
   if (S_ISLNK(mode)) b.Put(Space::kSymlink, InodeKey(ino), symlink);
+  if (has_default) {
+    mode_t m = rec.mode;
+    if (!inherited.EquivMode(&m)) b.Put(Space::kXattr, NameKey(ino, kAclAccess), inherited.Encode());
+    if (S_ISDIR(mode)) b.Put(Space::kXattr, NameKey(ino, kAclDefault), default_acl);
+  }
   parent->AddRecordTo(&b);
   Status s = store_->Write(b);
   if (!s.ok()) {
@@ -1039,7 +1076,26 @@ int Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view v
   if ((flags & XATTR_CREATE) && s.ok()) return EEXIST;
   if ((flags & XATTR_REPLACE) && s.IsNotFound()) return ENODATA;
   WriteBatch b;
-  b.Put(Space::kXattr, NameKey(ino, name), value);
+  if (name == kAclAccess || name == kAclDefault) {
+    Acl acl;
+    if (!acl.Decode(value)) return EINVAL;
+    if (name == kAclDefault && !inode->IsDir()) return EACCES;
+    if (name == kAclAccess) {
+      // The mode shows the ACL; an ACL the mode says in full is not stored.
+      mode_t m = inode->rec.mode;
+      const bool equiv = acl.EquivMode(&m);
+      inode->rec.mode = m;
+      if (equiv) {
+        b.Delete(Space::kXattr, NameKey(ino, name));
+      } else {
+        b.Put(Space::kXattr, NameKey(ino, name), acl.Encode());
+      }
+    } else {
+      b.Put(Space::kXattr, NameKey(ino, name), acl.Encode());
+    }
+  } else {
+    b.Put(Space::kXattr, NameKey(ino, name), value);
+  }
   inode->rec.ctime = Now();
   inode->AddRecordTo(&b);
   return Errno(store_->Write(b));

@@ -100,6 +100,7 @@ class Filesystem {
   struct Caller {
     uint32_t uid = 0;
     uint32_t gid = 0;
+    uint32_t umask = 0;  // applied at create when the parent has no default ACL
   };
 
   // ---- Namespace (each returns 0 or an errno) ----

@@ -31,7 +31,7 @@ Filesystem* Fs(fuse_req_t req) { return Ctx(req)->fs; }
 
 Filesystem::Caller CallerOf(fuse_req_t req) {
   const struct fuse_ctx* c = fuse_req_ctx(req);
-  return Filesystem::Caller{c->uid, c->gid};
+  return Filesystem::Caller{c->uid, c->gid, c->umask};
 }
 
 OpenFile* FileOf(struct fuse_file_info* fi) { return reinterpret_cast<OpenFile*>(fi->fh); }
@@ -57,6 +57,10 @@ void SfsInit(void* userdata, struct fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+  // The kernel checks permissions against POSIX ACLs and leaves the umask to us (fs/acl.h).
+  if (conn->capable & FUSE_CAP_POSIX_ACL) conn->want |= FUSE_CAP_POSIX_ACL;
+  // The kernel passes the create mode unmasked, with the umask beside it.
+  if (conn->capable & FUSE_CAP_DONT_MASK) conn->want |= FUSE_CAP_DONT_MASK;
 }
 
 void SfsLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {

@@ -11,6 +11,7 @@ packages=(
   libxxhash-dev                           # the XXH3 guard
   libboost-dev                            # Boost.Intrusive lists of the page cache
   libgtest-dev libgmock-dev               # tests
+  acl                                     # setfacl/getfacl in the mount tests
   libbenchmark-dev                        # benchmarks
 )
 

@@ -358,6 +358,40 @@ TEST_F(MountTest, ExtendedAttributes) {
   ASSERT_EQ(m.Stop(), 0);
 }
 
+TEST_F(MountTest, PosixAclsAreInheritedEnforcedAndKeptInStepWithTheMode) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  ASSERT_EQ(mkdir(m.Path("d").c_str(), 0755), 0);
+  // default:group:1001:rw- on d; a file created in it with 0666 and umask 077 gets an access ACL
+  // masked by the create mode, and the umask does not apply.
+  ASSERT_EQ(testing::Run("setfacl -d -m g:1001:rw " + m.Path("d")), 0);
+  mode_t old = umask(077);
+  int fd = open(m.Path("d/f").c_str(), O_CREAT | O_WRONLY, 0666);
+  umask(old);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  struct stat st;
+  ASSERT_EQ(stat(m.Path("d/f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0664u);
+  char buf[256];
+  EXPECT_GT(getxattr(m.Path("d/f").c_str(), "system.posix_acl_access", buf, sizeof(buf)), 0);
+  // chmod rewrites the mask; an ACL the mode says in full disappears.
+  ASSERT_EQ(chmod(m.Path("d/f").c_str(), 0600), 0);
+  ASSERT_EQ(testing::Run("getfacl -c " + m.Path("d/f") + " | grep -qx 'mask::---'"), 0);
+  ASSERT_EQ(testing::Run("setfacl -b " + m.Path("d/f")), 0);
+  EXPECT_EQ(getxattr(m.Path("d/f").c_str(), "system.posix_acl_access", buf, sizeof(buf)), -1);
+  EXPECT_EQ(errno, ENODATA);
+  // Without a default ACL the umask applies.
+  old = umask(027);
+  fd = open(m.Path("plain").c_str(), O_CREAT | O_WRONLY, 0666);
+  umask(old);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  ASSERT_EQ(stat(m.Path("plain").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
 TEST_F(MountTest, StatfsReportsTheStoresSpace) {
   Mount m;
   ASSERT_TRUE(m.Start());
