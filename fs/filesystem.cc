@@ -501,7 +501,8 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
   if (S_ISLNK(mode)) b.Put(Space::kSymlink, InodeKey(ino), symlink);
   if (has_default) {
     mode_t m = rec.mode;
-    if (!inherited.EquivMode(&m)) b.Put(Space::kXattr, NameKey(ino, kAclAccess), inherited.Encode());
+    if (!inherited.EquivMode(&m))
+      b.Put(Space::kXattr, NameKey(ino, kAclAccess), inherited.Encode());
     if (S_ISDIR(mode)) b.Put(Space::kXattr, NameKey(ino, kAclDefault), default_acl);
   }
   parent->AddRecordTo(&b);
@@ -826,6 +827,18 @@ int Filesystem::Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* file) {
   std::shared_ptr<Inode> inode;
   if (int e = GetInode(ino, &inode)) return e;
   if (inode->IsDir() && (flags & O_ACCMODE) != O_RDONLY) return EISDIR;
+  if ((flags & O_TRUNC) && inode->as && (flags & O_ACCMODE) != O_RDONLY) {
+    // libfuse asks for FUSE_CAP_ATOMIC_O_TRUNC: the kernel leaves O_TRUNC to the open.
+    MutexLock rw(&inode->rwsem);
+    if (inode->as->size() != 0) {
+      {
+        MutexLock meta(&inode->meta_mu);
+        inode->rec.mtime = inode->rec.ctime = Now();
+      }
+      Status s = cache_->Truncate(inode->as.get(), 0);
+      if (!s.ok()) return Errno(s);
+    }
+  }
   auto f = std::make_unique<OpenFile>();
   f->inode = inode;
   f->flags = flags;

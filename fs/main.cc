@@ -238,7 +238,6 @@ int main(int argc, char** argv) {
   } else {
     struct fuse_loop_config* lc = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(lc, cmd.clone_fd);
-    fuse_loop_cfg_set_max_threads(lc, cmd.max_threads);
     fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
     loop = fuse_session_loop_mt(se, lc);
     fuse_loop_cfg_destroy(lc);

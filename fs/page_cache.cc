@@ -582,7 +582,10 @@ Status PageCache::PunchHole(AddressSpace* as, uint64_t offset, uint64_t len) {
   const uint64_t end = (len > kToEnd - offset) ? kToEnd : offset + len;
   MutexLock lock(&mu_);
   AcquireInodeSync(as);
-  Status s = ZeroRange(as, offset, end, as->disk_size_);
+  // The punched range reads as zeros from now on, so the record's size may cover it (up to
+  // i_size); otherwise punching the last page away would leave no page to carry the size.
+  const uint64_t disk_size = std::max(as->disk_size_, std::min(as->size_, end));
+  Status s = ZeroRange(as, offset, end, disk_size);
   ReleaseInodeSync(as);
   return s;
 }

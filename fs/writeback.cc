@@ -106,6 +106,10 @@ Status PageCache::WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, Wr
   const size_t n = pages.size();
   const uint64_t ino = as->ino_;
   const bool bounce = options_.stable_pages == StablePolicy::kBounce;
+  // The record's size covers every page this batch writes (within i_size): once written, a page
+  // is clean and no later batch would extend the size over it.
+  new_disk_size =
+      std::max(new_disk_size, std::min(as->size_, (pages.back()->index + 1) * kPageSize));
 
   // Under the page locks: take write access away from mappings, zero what lies past EOF, mark
   // the pages under writeback, and (bounce) copy them.

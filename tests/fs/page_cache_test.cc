@@ -288,6 +288,24 @@ TEST(PageCacheTest, PunchHoleZeroesPartialPagesAndDeletesWholeOnes) {
   EXPECT_EQ(f.Read(again, 0, model.size()), model);
 }
 
+// Found by fsx: a punch over the page holding EOF must leave the store's size at i_size, whether
+// the page is rewritten (partial) or dropped (whole), even when no dirty page is left to carry it.
+TEST(PageCacheTest, PunchingTheLastPageKeepsTheRecordedSize) {
+  for (uint64_t punch_at : {uint64_t{17000}, uint64_t{16384}}) {
+    SCOPED_TRACE(punch_at);
+    CacheFixture f(QuietFlusher());
+    AddressSpace* as = f.NewFile(16);
+    f.Write(as, 0, Pattern('s', 20000));
+    ASSERT_TRUE(f.cache_->PunchHole(as, punch_at, 8192).ok());
+    ASSERT_TRUE(f.cache_->WriteAndWait(as, 0, UINT64_MAX).ok());
+    EXPECT_EQ(as->size(), 20000u);
+    EXPECT_EQ(as->disk_size(), 20000u);
+    std::string want = Pattern('s', 20000);
+    std::fill(want.begin() + punch_at, want.end(), '\0');
+    EXPECT_EQ(f.Read(as, 0, 20000), want);
+  }
+}
+
 // ---- Writeback errors (guarantee 4) ----
 
 TEST(PageCacheTest, WritebackErrorsReachEveryOpenFileOnce) {

@@ -105,6 +105,24 @@ TEST_F(MountTest, DataAndNamespaceSurviveUnmountAndRemount) {
   ASSERT_EQ(m.Stop(), 0);
 }
 
+TEST_F(MountTest, OpenWithOTruncEmptiesTheFile) {
+  // Found by fsx: with atomic O_TRUNC the truncation is the open's job.
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  WriteFile(m.Path("f"), RandomData(7000, 12), /*do_fsync=*/true);
+  int fd = open(m.Path("f").c_str(), O_RDWR | O_TRUNC);
+  ASSERT_GE(fd, 0);
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+  EXPECT_EQ(st.st_blocks, 0);
+  close(fd);
+  ASSERT_EQ(m.Stop(), 0);
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(ReadFile(m.Path("f")), "");
+  ASSERT_EQ(m.Stop(), 0);
+}
+
 TEST_F(MountTest, DirtyPagesAreWrittenBackAtUnmount) {
   // A long expiry: nothing is written back before the unmount does it.
   Mount m({"writeback_expire_ms=600000"});
