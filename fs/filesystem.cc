@@ -56,6 +56,9 @@ uint8_t DirentType(uint32_t mode) {
   return DT_UNKNOWN;
 }
 
+constexpr uint32_t kSupportedFlags =
+    FS_IMMUTABLE_FL | FS_APPEND_FL | FS_NODUMP_FL | FS_NOATIME_FL | FS_SYNC_FL | FS_DIRSYNC_FL;
+
 int CheckName(std::string_view name) {
   if (name.empty() || name.find('/') != std::string_view::npos ||
       name.find('\0') != std::string_view::npos) {
@@ -109,6 +112,33 @@ Status Inode::CommitWithInode(uint64_t disk_size, uint64_t blocks, WriteBatch* b
     disk_blocks_ = old_blocks;
   }
   return s;
+}
+
+int Filesystem::CheckMutable(Inode* inode, bool append_ok) {
+  MutexLock lock(&inode->meta_mu);
+  if (inode->rec.flags & FS_IMMUTABLE_FL) return EPERM;
+  if (!append_ok && (inode->rec.flags & FS_APPEND_FL)) return EPERM;
+  return 0;
+}
+
+int Filesystem::GetFlags(uint64_t ino, uint32_t* flags) {
+  std::shared_ptr<Inode> inode;
+  if (int e = GetInode(ino, &inode)) return e;
+  MutexLock lock(&inode->meta_mu);
+  *flags = inode->rec.flags;
+  return 0;
+}
+
+int Filesystem::SetFlags(uint64_t ino, uint32_t flags) {
+  if (flags & ~kSupportedFlags) return EOPNOTSUPP;
+  std::shared_ptr<Inode> inode;
+  if (int e = GetInode(ino, &inode)) return e;
+  {
+    MutexLock lock(&inode->meta_mu);
+    inode->rec.flags = flags;
+    inode->rec.ctime = Now();
+  }
+  return PersistInode(inode.get());
 }
 
 // ---- Opening and closing ----
@@ -379,6 +409,8 @@ int Filesystem::SetAttr(uint64_t ino, const struct stat& attr, int to_set, const
                 kMtime = 1 << 5, kAtimeNow = 1 << 7, kMtimeNow = 1 << 8, kCtime = 1 << 10;
   std::shared_ptr<Inode> inode;
   if (int e = GetInode(ino, &inode)) return e;
+  // Append-only files keep their attributes changeable but not their size.
+  if (int e = CheckMutable(inode.get(), /*append_ok=*/!(to_set & kSize))) return e;
   const Timespec now = Now();
   if (to_set & kSize) {
     if (inode->IsDir()) return EISDIR;
@@ -447,6 +479,7 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
   int e = FindEntry(parent_ino, name, &existing);
   if (e == 0) return EEXIST;
   if (e != ENOENT) return e;
+  if (int me = CheckMutable(parent.get(), /*append_ok=*/true)) return me;
 
   WriteBatch b;
   // The parent's default ACL, masked by the create mode, becomes the new inode's access ACL (and
@@ -578,6 +611,8 @@ int Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string_view new_nam
   int e = FindEntry(new_parent, new_name, &existing);
   if (e == 0) return EEXIST;
   if (e != ENOENT) return e;
+  if (int me = CheckMutable(inode.get(), /*append_ok=*/false)) return me;
+  if (int me = CheckMutable(parent.get(), /*append_ok=*/true)) return me;
   {
     const Timespec now = Now();
     WriteBatch b;
@@ -616,6 +651,8 @@ int Filesystem::RemoveEntry(uint64_t parent_ino, std::string_view name, bool wan
   DirentRecord d;
   if (int e = FindEntry(parent_ino, name, &d)) return e;
   if (int e = GetInode(d.ino, &child)) return e;
+  if (int e = CheckMutable(parent.get(), /*append_ok=*/false)) return e;
+  if (int e = CheckMutable(child.get(), /*append_ok=*/false)) return e;
   if (want_dir) {
     if (!child->IsDir()) return ENOTDIR;
     bool empty = true;
@@ -689,6 +726,12 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
   const bool dst_exists = de == 0;
   if (dst_exists) {
     if (int e = GetInode(dd.ino, &dst)) return e;
+  }
+  if (int e = CheckMutable(parent.get(), false)) return e;
+  if (int e = CheckMutable(new_parent.get(), !dst_exists)) return e;
+  if (int e = CheckMutable(src.get(), false)) return e;
+  if (dst_exists) {
+    if (int e = CheckMutable(dst.get(), false)) return e;
   }
   if (flags & RENAME_NOREPLACE && dst_exists) return EEXIST;
   if (flags & RENAME_EXCHANGE && !dst_exists) return ENOENT;
@@ -827,6 +870,10 @@ int Filesystem::Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* file) {
   std::shared_ptr<Inode> inode;
   if (int e = GetInode(ino, &inode)) return e;
   if (inode->IsDir() && (flags & O_ACCMODE) != O_RDONLY) return EISDIR;
+  if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) {
+    // Immutable: no writer. Append-only: only O_APPEND writers, and no O_TRUNC.
+    if (int e = CheckMutable(inode.get(), (flags & O_APPEND) && !(flags & O_TRUNC))) return e;
+  }
   if ((flags & O_TRUNC) && inode->as && (flags & O_ACCMODE) != O_RDONLY) {
     // libfuse asks for FUSE_CAP_ATOMIC_O_TRUNC: the kernel leaves O_TRUNC to the open.
     MutexLock rw(&inode->rwsem);
@@ -878,6 +925,7 @@ int Filesystem::Write(OpenFile* f, uint64_t off, const char* buf, size_t size, s
   if (off >= kMaxFileSize) return EFBIG;
   if (size > kMaxFileSize - off) size = kMaxFileSize - off;
   MutexLock rw(&inode->rwsem);
+  if (int e = CheckMutable(inode, /*append_ok=*/off >= inode->as->size())) return e;
   Status s = cache_->Write(inode->as.get(), off, buf, size, done);
   if (*done > 0) {
     MutexLock lock(&inode->meta_mu);
@@ -921,6 +969,7 @@ int Filesystem::Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len) {
   if (mode & ~supported) return EOPNOTSUPP;
   if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) return EOPNOTSUPP;
   MutexLock rw(&inode->rwsem);
+  if (int e = CheckMutable(inode, /*append_ok=*/!(mode & ~FALLOC_FL_KEEP_SIZE))) return e;
   AddressSpace* as = inode->as.get();
   if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
     Status s = cache_->PunchHole(as, off, len);
@@ -1082,6 +1131,7 @@ int Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view v
   if (value.size() > kXattrSizeMax) return E2BIG;
   std::shared_ptr<Inode> inode;
   if (int e = GetInode(ino, &inode)) return e;
+  if (int e = CheckMutable(inode.get(), /*append_ok=*/false)) return e;
   MutexLock lock(&inode->meta_mu);
   std::string old;
   Status s = store_->Get(Space::kXattr, NameKey(ino, name), &old);
@@ -1139,6 +1189,7 @@ int Filesystem::ListXattr(uint64_t ino, std::string* names) {
 int Filesystem::RemoveXattr(uint64_t ino, std::string_view name) {
   std::shared_ptr<Inode> inode;
   if (int e = GetInode(ino, &inode)) return e;
+  if (int e = CheckMutable(inode.get(), /*append_ok=*/false)) return e;
   MutexLock lock(&inode->meta_mu);
   std::string old;
   Status s = store_->Get(Space::kXattr, NameKey(ino, name), &old);

@@ -151,6 +151,14 @@ class Filesystem {
               const std::function<bool(const DirEntry&, const struct stat*)>& fn);
   int FsyncDir(uint64_t ino);
 
+  // ---- Attribute flags (chattr) ----
+  // FS_IOC_GETFLAGS / FS_IOC_SETFLAGS. Supported: immutable, append-only, nodump, noatime, sync,
+  // dirsync; others are EOPNOTSUPP. The kernel does not see a FUSE inode's flags, so the
+  // filesystem enforces immutable (no change of any kind) and append-only (writes at EOF only,
+  // no truncate, no removal or rename) itself.
+  int GetFlags(uint64_t ino, uint32_t* flags);
+  int SetFlags(uint64_t ino, uint32_t flags);
+
   // ---- Whole filesystem ----
   int Statfs(struct statvfs* st);
   int SyncFs();
@@ -168,6 +176,8 @@ class Filesystem {
  private:
   Filesystem(BlockStore* store, const FilesystemOptions& options);
 
+  // EPERM if the inode is immutable, or append-only and `append_ok` is false.
+  static int CheckMutable(Inode* inode, bool append_ok);
   // The in-memory inode, loaded from the store if needed.
   int GetInode(uint64_t ino, std::shared_ptr<Inode>* out);
   void FillStat(Inode* inode, struct stat* st);

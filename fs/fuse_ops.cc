@@ -15,6 +15,8 @@
 //   and are served by (and stay coherent with) this daemon's page cache.
 #include "fs/fuse_ops.h"
 
+#include <linux/fs.h>
+
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -369,8 +371,8 @@ void SfsLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, struct fuse_fil
   fuse_reply_lseek(req, static_cast<off_t>(result));
 }
 
-void SfsIoctl(fuse_req_t req, fuse_ino_t, unsigned int cmd, void*, struct fuse_file_info*,
-              unsigned flags, const void*, size_t, size_t out_bufsz) {
+void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, struct fuse_file_info*,
+              unsigned flags, const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
   if (flags & FUSE_IOCTL_COMPAT) {
     fuse_reply_err(req, ENOSYS);
     return;
@@ -402,6 +404,69 @@ void SfsIoctl(fuse_req_t req, fuse_ino_t, unsigned int cmd, void*, struct fuse_f
     StablefsStats stats{};
     for (size_t i = 0; i < kNumStats; i++) stats.values[i] = v[i];
     fuse_reply_ioctl(req, 0, &stats, sizeof(stats));
+    return;
+  }
+  // chattr and lsattr: the kernel's fileattr code sends these with a 4-byte flags word, or a
+  // struct fsxattr (xfs_io chattr).
+  if (cmd == FS_IOC_GETFLAGS || cmd == FS_IOC_FSGETXATTR) {
+    uint32_t attr_flags = 0;
+    int e = Fs(req)->GetFlags(ino, &attr_flags);
+    if (e != 0) {
+      fuse_reply_err(req, e);
+    } else if (cmd == FS_IOC_GETFLAGS && out_bufsz >= sizeof(uint32_t)) {
+      fuse_reply_ioctl(req, 0, &attr_flags, sizeof(attr_flags));
+    } else if (cmd == FS_IOC_FSGETXATTR && out_bufsz >= sizeof(struct fsxattr)) {
+      struct fsxattr fa;
+      std::memset(&fa, 0, sizeof(fa));
+      if (attr_flags & FS_IMMUTABLE_FL) fa.fsx_xflags |= FS_XFLAG_IMMUTABLE;
+      if (attr_flags & FS_APPEND_FL) fa.fsx_xflags |= FS_XFLAG_APPEND;
+      if (attr_flags & FS_NODUMP_FL) fa.fsx_xflags |= FS_XFLAG_NODUMP;
+      if (attr_flags & FS_NOATIME_FL) fa.fsx_xflags |= FS_XFLAG_NOATIME;
+      if (attr_flags & FS_SYNC_FL) fa.fsx_xflags |= FS_XFLAG_SYNC;
+      fuse_reply_ioctl(req, 0, &fa, sizeof(fa));
+    } else {
+      fuse_reply_err(req, EINVAL);
+    }
+    return;
+  }
+  if (cmd == FS_IOC_SETFLAGS && in_bufsz >= sizeof(uint32_t)) {
+    uint32_t attr_flags;
+    std::memcpy(&attr_flags, in_buf, sizeof(attr_flags));
+    int e = Fs(req)->SetFlags(ino, attr_flags);
+    if (e != 0) {
+      fuse_reply_err(req, e);
+    } else {
+      fuse_reply_ioctl(req, 0, nullptr, 0);
+    }
+    return;
+  }
+  if (cmd == FS_IOC_FSSETXATTR && in_bufsz >= sizeof(struct fsxattr)) {
+    struct fsxattr fa;
+    std::memcpy(&fa, in_buf, sizeof(fa));
+    const uint32_t known =
+        FS_XFLAG_IMMUTABLE | FS_XFLAG_APPEND | FS_XFLAG_NODUMP | FS_XFLAG_NOATIME | FS_XFLAG_SYNC;
+    if ((fa.fsx_xflags & ~known) || fa.fsx_extsize || fa.fsx_projid || fa.fsx_cowextsize) {
+      fuse_reply_err(req, EOPNOTSUPP);
+      return;
+    }
+    uint32_t old = 0;
+    if (int e = Fs(req)->GetFlags(ino, &old)) {
+      fuse_reply_err(req, e);
+      return;
+    }
+    uint32_t attr_flags =
+        old & ~(FS_IMMUTABLE_FL | FS_APPEND_FL | FS_NODUMP_FL | FS_NOATIME_FL | FS_SYNC_FL);
+    if (fa.fsx_xflags & FS_XFLAG_IMMUTABLE) attr_flags |= FS_IMMUTABLE_FL;
+    if (fa.fsx_xflags & FS_XFLAG_APPEND) attr_flags |= FS_APPEND_FL;
+    if (fa.fsx_xflags & FS_XFLAG_NODUMP) attr_flags |= FS_NODUMP_FL;
+    if (fa.fsx_xflags & FS_XFLAG_NOATIME) attr_flags |= FS_NOATIME_FL;
+    if (fa.fsx_xflags & FS_XFLAG_SYNC) attr_flags |= FS_SYNC_FL;
+    int e = Fs(req)->SetFlags(ino, attr_flags);
+    if (e != 0) {
+      fuse_reply_err(req, e);
+    } else {
+      fuse_reply_ioctl(req, 0, nullptr, 0);
+    }
     return;
   }
   if (cmd == STABLEFS_IOC_SYNC) {

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/fs.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -407,6 +408,43 @@ TEST_F(MountTest, PosixAclsAreInheritedEnforcedAndKeptInStepWithTheMode) {
   close(fd);
   ASSERT_EQ(stat(m.Path("plain").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0640u);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, ImmutableAndAppendOnlyFlagsAreEnforced) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  const std::string f = m.Path("f");
+  WriteFile(f, "a");
+  int fd = open(f.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  unsigned flags = FS_IMMUTABLE_FL;
+  ASSERT_EQ(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0) << strerror(errno);
+  flags = 0;
+  ASSERT_EQ(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0);
+  EXPECT_EQ(flags, unsigned{FS_IMMUTABLE_FL});
+  EXPECT_EQ(Errno(open(f.c_str(), O_WRONLY | O_APPEND) >= 0 ? 0 : -1), EPERM);
+  EXPECT_EQ(Errno(unlink(f.c_str())), EPERM);
+  EXPECT_EQ(Errno(rename(f.c_str(), m.Path("g").c_str())), EPERM);
+  EXPECT_EQ(Errno(link(f.c_str(), m.Path("h").c_str())), EPERM);
+  EXPECT_EQ(Errno(chmod(f.c_str(), 0600)), EPERM);
+  EXPECT_EQ(Errno(truncate(f.c_str(), 0)), EPERM);
+  EXPECT_EQ(Errno(setxattr(f.c_str(), "user.x", "1", 1, 0)), EPERM);
+  flags = FS_APPEND_FL;
+  ASSERT_EQ(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0);
+  EXPECT_EQ(Errno(open(f.c_str(), O_WRONLY) >= 0 ? 0 : -1), EPERM);
+  int afd = open(f.c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(afd, 0);
+  EXPECT_EQ(write(afd, "b", 1), 1);
+  close(afd);
+  EXPECT_EQ(ReadFile(f), "ab");
+  EXPECT_EQ(Errno(truncate(f.c_str(), 0)), EPERM);
+  EXPECT_EQ(Errno(unlink(f.c_str())), EPERM);
+  EXPECT_EQ(chmod(f.c_str(), 0600), 0);  // attributes other than the size may change
+  flags = 0;
+  ASSERT_EQ(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0);
+  close(fd);
+  EXPECT_EQ(unlink(f.c_str()), 0);
   ASSERT_EQ(m.Stop(), 0);
 }
 
