@@ -321,16 +321,24 @@ void Filesystem::MaybeDrop(std::shared_ptr<Inode> inode) {
   inodes_.erase(inode->ino);
 }
 
+Status Filesystem::StageFreeInode(uint64_t ino, WriteBatch* b) {
+  uint64_t removed;
+  STABLEFS_RETURN_IF_ERROR(store_->StageDeleteBlocks(ino, 0, UINT64_MAX, b, &removed));
+  b->Delete(Space::kInode, InodeKey(ino));
+  b->Delete(Space::kSymlink, InodeKey(ino));
+  b->Delete(Space::kOrphan, InodeKey(ino));
+  STABLEFS_RETURN_IF_ERROR(
+      store_->StageDeleteRange(Space::kXattr, NamePrefixBegin(ino), NamePrefixEnd(ino), b));
+  // A directory's ".." entry and cookies (an empty directory has no others).
+  STABLEFS_RETURN_IF_ERROR(
+      store_->StageDeleteRange(Space::kDirent, NamePrefixBegin(ino), NamePrefixEnd(ino), b));
+  return store_->StageDeleteRange(Space::kDirCookie, NamePrefixBegin(ino), NamePrefixEnd(ino), b);
+}
+
 Status Filesystem::FreeInode(uint64_t ino, bool is_reg) {
-  WriteBatch b;
-  b.DeleteBlocks(ino, 0, UINT64_MAX);
-  b.Delete(Space::kInode, InodeKey(ino));
-  b.Delete(Space::kSymlink, InodeKey(ino));
-  b.Delete(Space::kOrphan, InodeKey(ino));
-  b.DeleteRange(Space::kXattr, NamePrefixBegin(ino), NamePrefixEnd(ino));
-  b.DeleteRange(Space::kDirent, NamePrefixBegin(ino), NamePrefixEnd(ino));  // ".."
-  b.DeleteRange(Space::kDirCookie, NamePrefixBegin(ino), NamePrefixEnd(ino));
   (void)is_reg;
+  WriteBatch b;
+  STABLEFS_RETURN_IF_ERROR(StageFreeInode(ino, &b));
   return store_->Write(b);
 }
 
@@ -679,12 +687,7 @@ int Filesystem::RemoveEntry(uint64_t parent_ino, std::string_view name, bool wan
     DropLink(child.get(), &b, &free_now);
     if (free_now) {
       // Nobody holds it: everything it owns goes in the same batch.
-      b.DeleteBlocks(d.ino, 0, UINT64_MAX);
-      b.Delete(Space::kInode, InodeKey(d.ino));
-      b.Delete(Space::kSymlink, InodeKey(d.ino));
-      b.Delete(Space::kOrphan, InodeKey(d.ino));
-      b.DeleteRange(Space::kXattr, NamePrefixBegin(d.ino), NamePrefixEnd(d.ino));
-      b.DeleteRange(Space::kDirent, NamePrefixBegin(d.ino), NamePrefixEnd(d.ino));
+      if (Status fs = StageFreeInode(d.ino, &b); !fs.ok()) return Errno(fs);
     }
     Status s = store_->Write(b);
     if (!s.ok()) return Errno(s);
@@ -827,12 +830,7 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
         if (dst->IsDir() && new_parent->rec.nlink > 2) new_parent->rec.nlink--;
         DropLink(dst.get(), &b, &free_dst);
         if (free_dst) {
-          b.DeleteBlocks(dd.ino, 0, UINT64_MAX);
-          b.Delete(Space::kInode, InodeKey(dd.ino));
-          b.Delete(Space::kSymlink, InodeKey(dd.ino));
-          b.Delete(Space::kOrphan, InodeKey(dd.ino));
-          b.DeleteRange(Space::kXattr, NamePrefixBegin(dd.ino), NamePrefixEnd(dd.ino));
-          b.DeleteRange(Space::kDirent, NamePrefixBegin(dd.ino), NamePrefixEnd(dd.ino));
+          if (Status fs = StageFreeInode(dd.ino, &b); !fs.ok()) return Errno(fs);
         }
       } else {
         cookie = new_parent->rec.next_cookie++;

@@ -192,8 +192,9 @@ class Filesystem {
   // Stages an inode's link drop into *batch; returns true if the inode must go now (no links,
   // not in use), false if it becomes an orphan or keeps links. REQUIRES: ns_mu_.
   void DropLink(Inode* inode, WriteBatch* batch, bool* free_now) REQUIRES(ns_mu_);
-  // Deletes everything an unused, unlinked inode owns.
+  // Deletes everything an unused, unlinked inode owns (StageFreeInode stages it into a batch).
   Status FreeInode(uint64_t ino, bool is_reg);
+  Status StageFreeInode(uint64_t ino, WriteBatch* batch);
   // Called when nlookup or nopen may have reached 0. REQUIRES: ns_mu_ (released inside).
   void MaybeDrop(std::shared_ptr<Inode> inode) REQUIRES(ns_mu_);
   uint64_t AllocIno(WriteBatch* batch) REQUIRES(ns_mu_);

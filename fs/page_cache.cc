@@ -662,7 +662,7 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end,
   uint64_t removed = 0;
   if (first_whole < end_whole) {
     mu_.Unlock();
-    s = store_->CountBlocks(as->ino_, first_whole, end_whole, &removed);
+    s = store_->StageDeleteBlocks(as->ino_, first_whole, end_whole, &extra, &removed);
     mu_.Lock();
     if (!s.ok()) {
       for (Page* p : rewrite) {
@@ -671,7 +671,6 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end,
       }
       return s;
     }
-    extra.DeleteBlocks(as->ino_, first_whole, end_whole);
   }
   if (!rewrite.empty()) {
     std::sort(rewrite.begin(), rewrite.end(),

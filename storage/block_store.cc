@@ -220,6 +220,47 @@ Status BlockStore::CountBlocks(uint64_t ino, uint64_t first, uint64_t end, uint6
   });
 }
 
+Status BlockStore::StageDeleteBlocks(uint64_t ino, uint64_t first, uint64_t end, WriteBatch* batch,
+                                     uint64_t* removed) {
+  std::vector<uint64_t> found;
+  uint64_t count = 0;
+  STABLEFS_RETURN_IF_ERROR(ScanBlockMap(ino, first, end, [&](uint64_t index) {
+    if (++count <= kPointDeleteLimit) found.push_back(index);
+    return true;
+  }));
+  *removed = count;
+  if (count > kPointDeleteLimit) {
+    batch->DeleteBlocks(ino, first, end);
+    return Status::Ok();
+  }
+  for (uint64_t index : found) {
+    const std::string key = DataKey(ino, index);
+    batch->Delete(Space::kData, key);
+    batch->Delete(Space::kBlockMap, key);
+  }
+  return Status::Ok();
+}
+
+Status BlockStore::StageDeleteRange(Space s, std::string_view begin, std::string_view end,
+                                    WriteBatch* batch) {
+  std::vector<std::string> keys;
+  bool many = false;
+  STABLEFS_RETURN_IF_ERROR(DoScan(s, begin, end, [&](std::string_view key, std::string_view) {
+    if (keys.size() >= kPointDeleteLimit) {
+      many = true;
+      return false;
+    }
+    keys.emplace_back(key);
+    return true;
+  }));
+  if (many) {
+    batch->DeleteRange(s, begin, end);
+    return Status::Ok();
+  }
+  for (const std::string& k : keys) batch->Delete(s, k);
+  return Status::Ok();
+}
+
 Status BlockStore::Write(const WriteBatch& batch, const WriteOptions& options) {
   uint64_t blocks = 0;
   bool borrowed = false;

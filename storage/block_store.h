@@ -151,6 +151,15 @@ class BlockStore {
                       const std::function<bool(uint64_t index)>& fn);
   // The number of blocks of ino in [first, end) that exist.
   Status CountBlocks(uint64_t ino, uint64_t first, uint64_t end, uint64_t* count);
+  // Stages into *batch the removal of blocks [first, end) of ino and counts those that exist
+  // (*removed). Up to kPointDeleteLimit existing blocks are deleted one key at a time; more take
+  // one range deletion. RocksDB 7.8 re-fragments every range tombstone in a memtable on each read
+  // from it, so a range deletion per truncate would make reads slower with every truncate.
+  static constexpr uint64_t kPointDeleteLimit = 4096;
+  Status StageDeleteBlocks(uint64_t ino, uint64_t first, uint64_t end, WriteBatch* batch,
+                           uint64_t* removed);
+  // As above for the records of one space in [begin, end) (xattrs, directory entries).
+  Status StageDeleteRange(Space s, std::string_view begin, std::string_view end, WriteBatch* batch);
 
   // One block's stored data and tuples, unverified (inspect, fsck, scrub). NotFound for a hole.
   Status ReadBlockRaw(uint64_t ino, uint64_t index, std::string* data, std::string* tuples);
