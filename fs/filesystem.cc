@@ -268,6 +268,17 @@ int Filesystem::PersistInode(Inode* inode) {
   return Errno(store_->Write(b));
 }
 
+int Filesystem::CheckEmptyDir(uint64_t dir) {
+  bool empty = true;
+  Status s = store_->Scan(Space::kDirCookie, NamePrefixBegin(dir), NamePrefixEnd(dir),
+                          [&](std::string_view, std::string_view) {
+                            empty = false;
+                            return false;
+                          });
+  if (!s.ok()) return Errno(s);
+  return empty ? 0 : ENOTEMPTY;
+}
+
 int Filesystem::FindEntry(uint64_t dir, std::string_view name, DirentRecord* rec) {
   std::string v;
   Status s = store_->Get(Space::kDirent, NameKey(dir, name), &v);
@@ -663,14 +674,7 @@ int Filesystem::RemoveEntry(uint64_t parent_ino, std::string_view name, bool wan
   if (int e = CheckMutable(child.get(), /*append_ok=*/false)) return e;
   if (want_dir) {
     if (!child->IsDir()) return ENOTDIR;
-    bool empty = true;
-    Status s = store_->Scan(Space::kDirCookie, NamePrefixBegin(d.ino), NamePrefixEnd(d.ino),
-                            [&](std::string_view, std::string_view) {
-                              empty = false;
-                              return false;
-                            });
-    if (!s.ok()) return Errno(s);
-    if (!empty) return ENOTEMPTY;
+    if (int e = CheckEmptyDir(d.ino)) return e;
   } else if (child->IsDir()) {
     return EISDIR;
   }
@@ -760,14 +764,7 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
     if (src->IsDir() && !dst->IsDir()) return ENOTDIR;
     if (!src->IsDir() && dst->IsDir()) return EISDIR;
     if (dst->IsDir()) {
-      bool empty = true;
-      Status s = store_->Scan(Space::kDirCookie, NamePrefixBegin(dd.ino), NamePrefixEnd(dd.ino),
-                              [&](std::string_view, std::string_view) {
-                                empty = false;
-                                return false;
-                              });
-      if (!s.ok()) return Errno(s);
-      if (!empty) return ENOTEMPTY;
+      if (int e = CheckEmptyDir(dd.ino)) return e;
     }
   }
 

@@ -181,6 +181,8 @@ class Filesystem {
   // The in-memory inode, loaded from the store if needed.
   int GetInode(uint64_t ino, std::shared_ptr<Inode>* out);
   void FillStat(Inode* inode, struct stat* st);
+  // 0 if the directory has no entries, else ENOTEMPTY (or the store's error).
+  int CheckEmptyDir(uint64_t dir);
   // Looks up name in dir: 0 and *rec, or ENOENT.
   int FindEntry(uint64_t dir, std::string_view name, DirentRecord* rec);
   // The common part of mknod, mkdir, symlink and create. REQUIRES: ns_mu_.

@@ -310,11 +310,11 @@ void SfsSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* v
   fuse_reply_err(req, Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags));
 }
 
-void SfsGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  std::string value;
-  int e = Fs(req)->GetXattr(ino, name, &value);
-  if (e != 0) {
-    fuse_reply_err(req, e);
+// The reply to getxattr and listxattr: the size alone when the caller asked with size 0, ERANGE
+// when its buffer is too small, else the bytes.
+void ReplyXattr(fuse_req_t req, int err, const std::string& value, size_t size) {
+  if (err != 0) {
+    fuse_reply_err(req, err);
   } else if (size == 0) {
     fuse_reply_xattr(req, value.size());
   } else if (value.size() > size) {
@@ -324,18 +324,16 @@ void SfsGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
   }
 }
 
+void SfsGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  std::string value;
+  int e = Fs(req)->GetXattr(ino, name, &value);
+  ReplyXattr(req, e, value, size);
+}
+
 void SfsListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   std::string names;
   int e = Fs(req)->ListXattr(ino, &names);
-  if (e != 0) {
-    fuse_reply_err(req, e);
-  } else if (size == 0) {
-    fuse_reply_xattr(req, names.size());
-  } else if (names.size() > size) {
-    fuse_reply_err(req, ERANGE);
-  } else {
-    fuse_reply_buf(req, names.data(), names.size());
-  }
+  ReplyXattr(req, e, names, size);
 }
 
 void SfsRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
