@@ -428,8 +428,12 @@ int Filesystem::SetAttr(uint64_t ino, const struct stat& attr, int to_set, const
                 kMtime = 1 << 5, kAtimeNow = 1 << 7, kMtimeNow = 1 << 8, kCtime = 1 << 10;
   std::shared_ptr<Inode> inode;
   if (int e = GetInode(ino, &inode)) return e;
-  // Append-only files keep their attributes changeable but not their size.
-  if (int e = CheckMutable(inode.get(), /*append_ok=*/!(to_set & kSize))) return e;
+  // An append-only file keeps its size, owner, mode and explicit times, as notify_change()
+  // enforces for local filesystems; setting its times to now is allowed.
+  const bool explicit_times =
+      ((to_set & kAtime) && !(to_set & kAtimeNow)) || ((to_set & kMtime) && !(to_set & kMtimeNow));
+  const bool append_ok = !(to_set & (kSize | kMode | kUid | kGid)) && !explicit_times;
+  if (int e = CheckMutable(inode.get(), append_ok)) return e;
   const Timespec now = Now();
   if (to_set & kSize) {
     if (inode->IsDir()) return EISDIR;
@@ -969,6 +973,15 @@ int Filesystem::Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len) {
   if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
     Status s = cache_->PunchHole(as, off, len);
     if (!s.ok()) return Errno(s);
+  } else {
+    // Space is not reserved ahead of writeback, but a request for more than the store's file
+    // system has free fails now, as it would on a local filesystem.
+    uint64_t present = 0;
+    const uint64_t first = off / kBlockSize, end = (off + len + kBlockSize - 1) / kBlockSize;
+    Status s = store_->CountBlocks(inode->ino, first, end, &present);
+    if (!s.ok()) return Errno(s);
+    struct statvfs sv;
+    if (Statfs(&sv) == 0 && sv.f_blocks > 0 && end - first - present > sv.f_bavail) return ENOSPC;
   }
   // Blocks are not reserved ahead of writes: fallocate grows the size where asked and zero
   // ranges read as zeros, but space is taken when data is written back.

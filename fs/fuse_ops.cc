@@ -11,8 +11,8 @@
 //   daemon page-cache pages by reference, and a page a process changes while stablefs computes
 //   its PI would break guarantee 1. The cost is one copy, which the PI pass needs anyway.
 // - keep_cache on open: every change goes through this mount, so the kernel's cached pages stay
-//   valid across opens; O_DIRECT opens get direct_io so reads and writes bypass the kernel cache
-//   and are served by (and stay coherent with) this daemon's page cache.
+//   valid across opens. O_DIRECT reads and writes bypass the kernel's cache (its FUSE client
+//   handles O_DIRECT itself) and are served by, and coherent with, this daemon's page cache.
 #include "fs/fuse_ops.h"
 
 #include <linux/fs.h>
@@ -145,11 +145,10 @@ void SfsRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 }
 
 void SetOpenFlags(struct fuse_file_info* fi) {
+  // O_DIRECT needs no direct_io here: the kernel's FUSE client sends O_DIRECT reads and writes
+  // straight to the daemon (its ->direct_IO), after writing back and invalidating its own cached
+  // pages, and such a file can still be mmapped (direct_io files cannot).
   fi->keep_cache = 1;
-  if (fi->flags & O_DIRECT) {
-    fi->direct_io = 1;
-    fi->keep_cache = 0;
-  }
   fi->noflush = 0;
 }
 

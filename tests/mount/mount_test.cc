@@ -341,6 +341,11 @@ TEST_F(MountTest, DirectIoIsCoherentWithBufferedIo) {
   EXPECT_EQ(std::string(static_cast<char*>(buf), 4096), std::string(4096, 'b'));
   std::memset(buf, 'D', 4096);
   ASSERT_EQ(pwrite(dfd, buf, 4096, 0), 4096);
+  // A file open with O_DIRECT can still be mapped.
+  void* map = mmap(nullptr, 4096, PROT_READ, MAP_SHARED, dfd, 0);
+  ASSERT_NE(map, MAP_FAILED) << strerror(errno);
+  EXPECT_EQ(static_cast<char*>(map)[0], 'D');
+  munmap(map, 4096);
   close(dfd);
   free(buf);
   EXPECT_EQ(ReadFile(m.Path("f")), std::string(4096, 'D') + std::string(4096, 'b'));
@@ -440,7 +445,8 @@ TEST_F(MountTest, ImmutableAndAppendOnlyFlagsAreEnforced) {
   EXPECT_EQ(ReadFile(f), "ab");
   EXPECT_EQ(Errno(truncate(f.c_str(), 0)), EPERM);
   EXPECT_EQ(Errno(unlink(f.c_str())), EPERM);
-  EXPECT_EQ(chmod(f.c_str(), 0600), 0);  // attributes other than the size may change
+  EXPECT_EQ(Errno(chmod(f.c_str(), 0600)), EPERM);  // nor its mode, owner or explicit times
+  EXPECT_EQ(utimensat(AT_FDCWD, f.c_str(), nullptr, 0), 0);  // times set to now are allowed
   flags = 0;
   ASSERT_EQ(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0);
   close(fd);
