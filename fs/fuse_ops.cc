@@ -38,6 +38,12 @@ Filesystem::Caller CallerOf(fuse_req_t req) {
 
 OpenFile* FileOf(struct fuse_file_info* fi) { return reinterpret_cast<OpenFile*>(fi->fh); }
 
+// The kernel keeps its cached attributes across an ioctl; after chattr the ctime and flags
+// changed, so tell it before the reply, so that a stat right after chattr sees them.
+void InvalidateAttributes(fuse_req_t req, fuse_ino_t ino) {
+  if (Ctx(req)->se != nullptr) fuse_lowlevel_notify_inval_inode(Ctx(req)->se, ino, -1, 0);
+}
+
 void ReplyEntry(fuse_req_t req, int err, const struct stat& st) {
   if (err != 0) {
     fuse_reply_err(req, err);
@@ -433,6 +439,7 @@ void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, struct fu
     if (e != 0) {
       fuse_reply_err(req, e);
     } else {
+      InvalidateAttributes(req, ino);
       fuse_reply_ioctl(req, 0, nullptr, 0);
     }
     return;
@@ -462,6 +469,7 @@ void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, struct fu
     if (e != 0) {
       fuse_reply_err(req, e);
     } else {
+      InvalidateAttributes(req, ino);
       fuse_reply_ioctl(req, 0, nullptr, 0);
     }
     return;

@@ -14,6 +14,8 @@ struct FuseContext {
   // Seconds the kernel may cache attributes and names. Default: 1.0.
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
+  // For notifications to the kernel (cached attributes made stale by an ioctl).
+  struct fuse_session* se = nullptr;
 };
 
 // The operation table; the session's userdata must be a FuseContext*.

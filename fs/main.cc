@@ -207,6 +207,7 @@ int main(int argc, char** argv) {
   struct fuse_session* se =
       fuse_session_new(&args, stablefs::StablefsLowlevelOps(), sizeof(fuse_lowlevel_ops), &ctx);
   if (se == nullptr) return Fail("cannot create the FUSE session (see the message above)");
+  ctx.se = se;
   if (fuse_set_signal_handlers(se) != 0) return Fail("cannot install signal handlers");
   if (fuse_session_mount(se, cmd.mountpoint) != 0) {
     return Fail(std::string("cannot mount on ") + cmd.mountpoint);

@@ -423,8 +423,14 @@ TEST_F(MountTest, ImmutableAndAppendOnlyFlagsAreEnforced) {
   WriteFile(f, "a");
   int fd = open(f.c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
+  struct stat before, after;
+  ASSERT_EQ(fstat(fd, &before), 0);
   unsigned flags = FS_IMMUTABLE_FL;
   ASSERT_EQ(ioctl(fd, FS_IOC_SETFLAGS, &flags), 0) << strerror(errno);
+  ASSERT_EQ(fstat(fd, &after), 0);  // the kernel's cached ctime was invalidated (generic/277)
+  EXPECT_TRUE(after.st_ctim.tv_sec > before.st_ctim.tv_sec ||
+              (after.st_ctim.tv_sec == before.st_ctim.tv_sec &&
+               after.st_ctim.tv_nsec > before.st_ctim.tv_nsec));
   flags = 0;
   ASSERT_EQ(ioctl(fd, FS_IOC_GETFLAGS, &flags), 0);
   EXPECT_EQ(flags, unsigned{FS_IMMUTABLE_FL});
