@@ -67,6 +67,9 @@ void SfsInit(void* userdata, struct fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   // The kernel checks permissions against POSIX ACLs and leaves the umask to us (fs/acl.h).
   if (conn->capable & FUSE_CAP_POSIX_ACL) conn->want |= FUSE_CAP_POSIX_ACL;
+  // Inode numbers are never reused and lookup answers "." and "..", so file handles
+  // (open_by_handle_at, NFS export) stay valid: generation 1 is enough.
+  if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
   // The kernel passes the create mode unmasked, with the umask beside it.
   if (conn->capable & FUSE_CAP_DONT_MASK) conn->want |= FUSE_CAP_DONT_MASK;
 }
