@@ -1133,7 +1133,8 @@ int Filesystem::SyncFs() { return Errno(cache_->SyncAll()); }
 
 // ---- Extended attributes ----
 
-int Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
+int Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags,
+                         const Caller& caller) {
   if (name.empty()) return EINVAL;
   if (name.size() > kXattrNameMax) return ERANGE;
   if (value.size() > kXattrSizeMax) return E2BIG;
@@ -1155,6 +1156,7 @@ int Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view v
       // The mode shows the ACL; an ACL the mode says in full is not stored.
       mode_t m = inode->rec.mode;
       const bool equiv = acl.EquivMode(&m);
+      if (caller.uid != 0 && !caller.InGroup(inode->rec.gid)) m &= ~S_ISGID;
       inode->rec.mode = m;
       if (equiv) {
         b.Delete(Space::kXattr, NameKey(ino, name));

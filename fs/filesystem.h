@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -100,7 +101,11 @@ class Filesystem {
   struct Caller {
     uint32_t uid = 0;
     uint32_t gid = 0;
-    uint32_t umask = 0;  // applied at create when the parent has no default ACL
+    uint32_t umask = 0;            // applied at create when the parent has no default ACL
+    std::vector<uint32_t> groups;  // supplementary groups, where a decision needs them
+    bool InGroup(uint32_t g) const {
+      return gid == g || std::find(groups.begin(), groups.end(), g) != groups.end();
+    }
   };
 
   // ---- Namespace (each returns 0 or an errno) ----
@@ -164,7 +169,10 @@ class Filesystem {
   int SyncFs();
 
   // ---- Extended attributes ----
-  int SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags);
+  // Setting an access ACL clears the set-group-ID bit when the caller is neither root nor in
+  // the file's group (posix_acl_update_mode).
+  int SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags,
+               const Caller& caller);
   // size 0: *value gets nothing and the size is returned through *needed.
   int GetXattr(uint64_t ino, std::string_view name, std::string* value);
   int ListXattr(uint64_t ino, std::string* names);  // NUL-separated

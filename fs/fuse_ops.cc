@@ -22,6 +22,7 @@
 #include <memory>
 #include <vector>
 
+#include "fs/acl.h"
 #include "fs/stats.h"
 
 namespace stablefs {
@@ -33,7 +34,11 @@ Filesystem* Fs(fuse_req_t req) { return Ctx(req)->fs; }
 
 Filesystem::Caller CallerOf(fuse_req_t req) {
   const struct fuse_ctx* c = fuse_req_ctx(req);
-  return Filesystem::Caller{c->uid, c->gid, c->umask};
+  Filesystem::Caller caller;
+  caller.uid = c->uid;
+  caller.gid = c->gid;
+  caller.umask = c->umask;
+  return caller;
 }
 
 OpenFile* FileOf(struct fuse_file_info* fi) { return reinterpret_cast<OpenFile*>(fi->fh); }
@@ -315,7 +320,13 @@ void SfsStatfs(fuse_req_t req, fuse_ino_t) {
 
 void SfsSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                  int flags) {
-  fuse_reply_err(req, Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags));
+  Filesystem::Caller caller = CallerOf(req);
+  if (std::string_view(name) == kAclAccess) {
+    gid_t groups[256];
+    int n = fuse_req_getgroups(req, 256, groups);
+    for (int i = 0; i < n && i < 256; i++) caller.groups.push_back(groups[i]);
+  }
+  fuse_reply_err(req, Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags, caller));
 }
 
 // The reply to getxattr and listxattr: the size alone when the caller asked with size 0, ERANGE

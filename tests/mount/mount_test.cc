@@ -416,6 +416,32 @@ TEST_F(MountTest, PosixAclsAreInheritedEnforcedAndKeptInStepWithTheMode) {
   ASSERT_EQ(m.Stop(), 0);
 }
 
+TEST_F(MountTest, SettingAnAclOutsideTheFilesGroupClearsSetgid) {
+  // generic/375: posix_acl_update_mode clears S_ISGID for a caller outside the file's group.
+  Mount m({"allow_other"});
+  ASSERT_TRUE(m.Start());
+  ASSERT_EQ(chmod(m.Path("..").c_str(), 0755), 0);  // the temporary directory, for uid 100
+  ASSERT_EQ(chmod(m.Path("").c_str(), 0777), 0);
+  const std::string f = m.Path("f");
+  WriteFile(f, "");
+  ASSERT_EQ(chown(f.c_str(), 100, 100), 0);
+  auto setfacl_as = [&](int gid) {
+    return testing::Run("setpriv --reuid 100 --regid " + std::to_string(gid) +
+                        " --clear-groups setfacl -m u::rwx,g::rwx,o::rwx " + f);
+  };
+  struct stat st;
+  ASSERT_EQ(chmod(f.c_str(), 02755), 0);
+  ASSERT_EQ(setfacl_as(100), 0);
+  ASSERT_EQ(stat(f.c_str(), &st), 0);
+  EXPECT_TRUE(st.st_mode & S_ISGID) << std::oct << st.st_mode;
+  ASSERT_EQ(chmod(f.c_str(), 02755), 0);
+  ASSERT_EQ(setfacl_as(101), 0);
+  ASSERT_EQ(stat(f.c_str(), &st), 0);
+  EXPECT_FALSE(st.st_mode & S_ISGID) << std::oct << st.st_mode;
+  EXPECT_EQ(st.st_mode & 0777, 0777u);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
 TEST_F(MountTest, ImmutableAndAppendOnlyFlagsAreEnforced) {
   Mount m;
   ASSERT_TRUE(m.Start());
