@@ -833,14 +833,19 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
         if (free_dst) {
           if (Status fs = StageFreeInode(dd.ino, &b); !fs.ok()) return Errno(fs);
         }
+      } else if (parent_ino == new_parent_ino) {
+        // Renamed within its directory, the entry keeps its place in readdir order; a new
+        // cookie would let a reader meet it again after every rename (generic/736).
+        cookie = sd.cookie;
       } else {
         cookie = new_parent->rec.next_cookie++;
-        b.Put(Space::kDirCookie, CookieKey(new_parent_ino, cookie), new_name);
       }
       b.Delete(Space::kDirent, NameKey(parent_ino, name));
-      b.Delete(Space::kDirCookie, CookieKey(parent_ino, sd.cookie));
+      if (cookie != sd.cookie || parent_ino != new_parent_ino) {
+        b.Delete(Space::kDirCookie, CookieKey(parent_ino, sd.cookie));
+      }
       put_dirent(new_parent_ino, new_name, sd.ino, src_mode, cookie);
-      if (dst_exists) b.Put(Space::kDirCookie, CookieKey(new_parent_ino, cookie), new_name);
+      b.Put(Space::kDirCookie, CookieKey(new_parent_ino, cookie), new_name);
       if (S_ISDIR(src_mode) && parent_ino != new_parent_ino) {
         set_dotdot(sd.ino, new_parent_ino);
         parent->rec.nlink--;
@@ -959,7 +964,7 @@ int Filesystem::Release(std::unique_ptr<OpenFile> f) {
   return 0;
 }
 
-int Filesystem::Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len) {
+int Filesystem::Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len, const Caller& caller) {
   Inode* inode = f->inode.get();
   if (!inode->as) return inode->IsDir() ? EISDIR : ENODEV;
   if (len == 0) return EINVAL;
@@ -991,7 +996,14 @@ int Filesystem::Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len) {
   }
   MutexLock lock(&inode->meta_mu);
   inode->rec.mtime = inode->rec.ctime = Now();
-  return 0;
+  if (caller.uid != 0) {
+    uint32_t& m = inode->rec.mode;
+    m &= ~S_ISUID;
+    if ((m & S_ISGID) && ((m & S_IXGRP) || !caller.InGroup(inode->rec.gid))) m &= ~S_ISGID;
+  }
+  WriteBatch b;
+  inode->AddRecordTo(&b);
+  return Errno(store_->Write(b));
 }
 
 int Filesystem::SeekDataHole(OpenFile* f, uint64_t off, int whence, uint64_t* result) {

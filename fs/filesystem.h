@@ -137,7 +137,9 @@ class Filesystem {
   int Flush(OpenFile* f);
   int Fsync(OpenFile* f, bool datasync);
   int Release(std::unique_ptr<OpenFile> f);
-  int Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len);
+  // An unprivileged caller's fallocate clears set-user-ID, and set-group-ID where the file is
+  // group-executable or the caller is outside its group, as file_modified() does locally.
+  int Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len, const Caller& caller);
   // SEEK_DATA / SEEK_HOLE: data is every block the store holds and every dirty page.
   int SeekDataHole(OpenFile* f, uint64_t off, int whence, uint64_t* result);
 

@@ -32,12 +32,19 @@ namespace {
 FuseContext* Ctx(fuse_req_t req) { return static_cast<FuseContext*>(fuse_req_userdata(req)); }
 Filesystem* Fs(fuse_req_t req) { return Ctx(req)->fs; }
 
-Filesystem::Caller CallerOf(fuse_req_t req) {
+// The caller of a request; with_groups also reads its supplementary groups (from /proc, so
+// only where a decision needs them), for an unprivileged caller.
+Filesystem::Caller CallerOf(fuse_req_t req, bool with_groups = false) {
   const struct fuse_ctx* c = fuse_req_ctx(req);
   Filesystem::Caller caller;
   caller.uid = c->uid;
   caller.gid = c->gid;
   caller.umask = c->umask;
+  if (with_groups && caller.uid != 0) {
+    gid_t groups[256];
+    int n = fuse_req_getgroups(req, 256, groups);
+    for (int i = 0; i < n && i < 256; i++) caller.groups.push_back(groups[i]);
+  }
   return caller;
 }
 
@@ -320,12 +327,7 @@ void SfsStatfs(fuse_req_t req, fuse_ino_t) {
 
 void SfsSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                  int flags) {
-  Filesystem::Caller caller = CallerOf(req);
-  if (std::string_view(name) == kAclAccess) {
-    gid_t groups[256];
-    int n = fuse_req_getgroups(req, 256, groups);
-    for (int i = 0; i < n && i < 256; i++) caller.groups.push_back(groups[i]);
-  }
+  Filesystem::Caller caller = CallerOf(req, std::string_view(name) == kAclAccess);
   fuse_reply_err(req, Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags, caller));
 }
 
@@ -365,8 +367,9 @@ void SfsFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len,
     fuse_reply_err(req, EINVAL);
     return;
   }
+  Filesystem::Caller caller = CallerOf(req, /*with_groups=*/true);
   fuse_reply_err(req, Fs(req)->Fallocate(FileOf(fi), mode, static_cast<uint64_t>(off),
-                                         static_cast<uint64_t>(len)));
+                                         static_cast<uint64_t>(len), caller));
 }
 
 void SfsLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, struct fuse_file_info* fi) {

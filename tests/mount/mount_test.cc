@@ -308,6 +308,30 @@ TEST_F(MountTest, ReaddirOffsetsAreStableUnderConcurrentChanges) {
   ASSERT_EQ(m.Stop(), 0);
 }
 
+TEST_F(MountTest, RenamesWithinADirectoryDoNotMakeReaddirEndless) {
+  // generic/736: rename each entry away and back while reading the directory.
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  ASSERT_EQ(mkdir(m.Path("d").c_str(), 0755), 0);
+  constexpr int kFiles = 300;
+  for (int i = 0; i < kFiles; i++) WriteFile(m.Path("d/" + std::to_string(i)), "");
+  DIR* dir = opendir(m.Path("d").c_str());
+  ASSERT_NE(dir, nullptr);
+  int count = 0;
+  std::set<std::string> seen;
+  while (struct dirent* e = readdir(dir)) {
+    ASSERT_LT(++count, 3 * kFiles) << "readdir keeps returning renamed entries";
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    seen.insert(n);
+    ASSERT_EQ(rename(m.Path("d/" + n).c_str(), m.Path("d/TEMPFILE").c_str()), 0);
+    ASSERT_EQ(rename(m.Path("d/TEMPFILE").c_str(), m.Path("d/" + n).c_str()), 0);
+  }
+  closedir(dir);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kFiles));
+  ASSERT_EQ(m.Stop(), 0);
+}
+
 TEST_F(MountTest, SharedMappingWritesReachTheStore) {
   Mount m;
   ASSERT_TRUE(m.Start());
@@ -439,6 +463,24 @@ TEST_F(MountTest, SettingAnAclOutsideTheFilesGroupClearsSetgid) {
   ASSERT_EQ(stat(f.c_str(), &st), 0);
   EXPECT_FALSE(st.st_mode & S_ISGID) << std::oct << st.st_mode;
   EXPECT_EQ(st.st_mode & 0777, 0777u);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, FallocateByAnUnprivilegedCallerClearsSetIdBits) {
+  // generic/683: file_modified() semantics for fallocate.
+  Mount m({"allow_other"});
+  ASSERT_TRUE(m.Start());
+  ASSERT_EQ(chmod(m.Path("..").c_str(), 0755), 0);
+  ASSERT_EQ(chmod(m.Path("").c_str(), 0777), 0);
+  const std::string f = m.Path("f");
+  WriteFile(f, "");
+  ASSERT_EQ(chown(f.c_str(), 100, 0), 0);
+  ASSERT_EQ(chmod(f.c_str(), 06666), 0);
+  ASSERT_EQ(testing::Run("setpriv --reuid 100 --regid 100 --clear-groups fallocate -l 4096 " + f),
+            0);
+  struct stat st;
+  ASSERT_EQ(stat(f.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0666u) << std::oct << st.st_mode;
   ASSERT_EQ(m.Stop(), 0);
 }
 
