@@ -24,6 +24,7 @@ ls -l "$MNT"
 
 echo; echo "== unmount (writes back and syncs), then look at the store"
 fusermount3 -u "$MNT"
+build/tools/stablefsctl wait "$STORE"  # the daemon finishes after umount returns
 build/tools/stablefsctl inspect "$STORE" /hello.txt
 build/tools/stablefsctl verify "$STORE"
 

@@ -9,6 +9,9 @@
 //                                                 "name value" per line, or one JSON object
 //   stablefsctl sync MOUNTPOINT                   writes back and syncs the whole filesystem
 //                                                 (sync(2) does not reach a FUSE daemon)
+//   stablefsctl wait STORE [SECONDS]              waits until no daemon holds STORE (default
+//                                                 60 s): umount returns before a FUSE daemon
+//                                                 has finished writing back and closing
 //
 // inspect and verify open the store, so it must not be mounted (a daemon finishing its unmount is
 // waited for up to 10 s). Exit status: 0 clean, 4 damage found, 8 an operational error (the store
@@ -43,7 +46,8 @@ void Usage() {
                "usage: stablefsctl inspect STORE PATH [--offset N]\n"
                "       stablefsctl verify STORE\n"
                "       stablefsctl stats MOUNTPOINT [--json]\n"
-               "       stablefsctl sync MOUNTPOINT\n");
+               "       stablefsctl sync MOUNTPOINT\n"
+               "       stablefsctl wait STORE [SECONDS]\n");
 }
 
 // Resolves a path from the root through the directory entries.
@@ -194,6 +198,18 @@ int main(int argc, char** argv) {
     return kError;
   }
   const std::string cmd = argv[1];
+  if (cmd == "wait") {
+    if (argc > 4) {
+      Usage();
+      return kError;
+    }
+    RocksOptions options;
+    options.busy_wait_ms = 1000 * static_cast<uint32_t>(argc == 4 ? std::atoi(argv[3]) : 60);
+    std::unique_ptr<RocksBlockStore> store;
+    Status s = RocksBlockStore::Open(argv[2], options, &store);
+    if (s.IsNotFound()) return kClean;  // nothing there, nobody holds it
+    return s.ok() ? kClean : Fail(s.ToString());
+  }
   if (cmd == "sync") {
     if (argc != 3) {
       Usage();
