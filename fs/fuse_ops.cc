@@ -361,15 +361,18 @@ void SfsRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   fuse_reply_err(req, Fs(req)->RemoveXattr(ino, name));
 }
 
-void SfsFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len,
+void SfsFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                   struct fuse_file_info* fi) {
   if (off < 0 || len <= 0) {
     fuse_reply_err(req, EINVAL);
     return;
   }
   Filesystem::Caller caller = CallerOf(req, /*with_groups=*/true);
-  fuse_reply_err(req, Fs(req)->Fallocate(FileOf(fi), mode, static_cast<uint64_t>(off),
-                                         static_cast<uint64_t>(len), caller));
+  int e = Fs(req)->Fallocate(FileOf(fi), mode, static_cast<uint64_t>(off),
+                             static_cast<uint64_t>(len), caller);
+  // An unprivileged fallocate may have cleared set-id bits the kernel has cached.
+  if (e == 0 && caller.uid != 0) InvalidateAttributes(req, ino);
+  fuse_reply_err(req, e);
 }
 
 void SfsLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, struct fuse_file_info* fi) {
