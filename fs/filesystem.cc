@@ -1014,8 +1014,10 @@ int Filesystem::SeekDataHole(OpenFile* f, uint64_t off, int whence, uint64_t* re
   if (off >= size) return ENXIO;
   const uint64_t end = (size + kBlockSize - 1) / kBlockSize;
   const uint64_t first = off / kBlockSize;
-  // Data blocks from off on, in order: the store's, merged with the dirty pages'.
-  std::vector<uint64_t> dirty = cache_->DirtyIndexes(as, first, end);
+  // Data blocks from off on, in order: the store's, merged with the pages it may not have yet
+  // (dirty or under writeback), collected first so that a page finishing writeback in between
+  // is found in the store (generic/286).
+  std::vector<uint64_t> dirty = cache_->UnstoredIndexes(as, first, end);
   std::vector<uint64_t> stored;
   uint64_t expect = first;  // for SEEK_HOLE: the next index that would continue the data run
   size_t di = 0;

@@ -718,11 +718,17 @@ Status PageCache::Evict(AddressSpace* as, bool write_back) {
   return s;
 }
 
-std::vector<uint64_t> PageCache::DirtyIndexes(AddressSpace* as, uint64_t first, uint64_t end) {
+std::vector<uint64_t> PageCache::UnstoredIndexes(AddressSpace* as, uint64_t first, uint64_t end) {
   MutexLock lock(&mu_);
   std::vector<uint64_t> out;
-  for (auto it = as->dirty_.lower_bound(first); it != as->dirty_.end() && it->index < end; ++it) {
-    out.push_back(it->index);
+  if (nr_writeback_ == 0) {  // the dirty set says it all
+    for (auto it = as->dirty_.lower_bound(first); it != as->dirty_.end() && it->index < end; ++it) {
+      out.push_back(it->index);
+    }
+    return out;
+  }
+  for (auto it = as->pages_.lower_bound(first); it != as->pages_.end() && it->index < end; ++it) {
+    if (it->flags & (PG_dirty | PG_writeback)) out.push_back(it->index);
   }
   return out;
 }

@@ -194,8 +194,9 @@ class PageCache {
   // mapping go through PageMkwrite.
   Status Map(AddressSpace* as, uint64_t first, size_t npages, std::unique_ptr<Mapping>* out);
 
-  // Indexes of dirty pages of `as` in [first, end), in order (data the store does not have yet).
-  std::vector<uint64_t> DirtyIndexes(AddressSpace* as, uint64_t first, uint64_t end);
+  // Indexes of the pages of `as` in [first, end) whose data the store may not have yet, in order:
+  // dirty pages, and pages under writeback (no longer dirty, not yet acknowledged).
+  std::vector<uint64_t> UnstoredIndexes(AddressSpace* as, uint64_t first, uint64_t end);
 
   PageCacheCounters counters() const;
   const PageCacheOptions& options() const { return options_; }
