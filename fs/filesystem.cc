@@ -23,6 +23,9 @@
 #ifndef RENAME_EXCHANGE
 #define RENAME_EXCHANGE (1 << 1)
 #endif
+#ifndef RENAME_WHITEOUT
+#define RENAME_WHITEOUT (1 << 2)
+#endif
 
 namespace stablefs {
 
@@ -718,9 +721,10 @@ int Filesystem::Rmdir(uint64_t parent, std::string_view name) {
 // lock_two_nondirectories does); the locking is checked by hand: parent, then new parent if it is
 // another inode, then each child's meta_mu alone.
 int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_parent_ino,
-                       std::string_view new_name, unsigned flags) NO_THREAD_SAFETY_ANALYSIS {
-  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return EINVAL;
-  if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return EINVAL;
+                       std::string_view new_name, unsigned flags,
+                       const Caller& caller) NO_THREAD_SAFETY_ANALYSIS {
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) return EINVAL;
+  if ((flags & RENAME_EXCHANGE) && (flags & (RENAME_NOREPLACE | RENAME_WHITEOUT))) return EINVAL;
   if (int e = CheckName(name)) return e;
   if (int e = CheckName(new_name)) return e;
   if (name == "." || name == ".." || new_name == "." || new_name == "..") return EBUSY;
@@ -851,6 +855,24 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
         parent->rec.nlink--;
         new_parent->rec.nlink++;
       }
+    }
+    if (flags & RENAME_WHITEOUT) {
+      // The old name becomes a whiteout, a 0:0 character device, in the same batch (overlayfs
+      // uses it to hide a lower file).
+      InodeRecord w;
+      w.mode = S_IFCHR;
+      w.uid = caller.uid;
+      w.gid = caller.gid;
+      w.nlink = 1;
+      w.generation = 1;
+      w.atime = w.mtime = w.ctime = w.btime = now;
+      const uint64_t wino = AllocIno(&b);
+      const uint64_t wcookie = parent->rec.next_cookie++;
+      std::string wv;
+      w.EncodeTo(&wv);
+      b.Put(Space::kInode, InodeKey(wino), wv);
+      put_dirent(parent_ino, name, wino, S_IFCHR, wcookie);
+      b.Put(Space::kDirCookie, CookieKey(parent_ino, wcookie), name);
     }
     parent->rec.mtime = parent->rec.ctime = now;
     new_parent->rec.mtime = new_parent->rec.ctime = now;

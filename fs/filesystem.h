@@ -124,9 +124,10 @@ class Filesystem {
   int Link(uint64_t ino, uint64_t new_parent, std::string_view new_name, struct stat* st);
   int Unlink(uint64_t parent, std::string_view name);
   int Rmdir(uint64_t parent, std::string_view name);
-  // flags: RENAME_NOREPLACE, RENAME_EXCHANGE.
+  // flags: RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT (the old name becomes a whiteout
+  // owned by the caller).
   int Rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
-             unsigned flags);
+             unsigned flags, const Caller& caller);
 
   // ---- Files ----
   int Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* file);

@@ -162,7 +162,7 @@ void SfsRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
 
 void SfsRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
                const char* newname, unsigned int flags) {
-  fuse_reply_err(req, Fs(req)->Rename(parent, name, newparent, newname, flags));
+  fuse_reply_err(req, Fs(req)->Rename(parent, name, newparent, newname, flags, CallerOf(req)));
 }
 
 void SetOpenFlags(struct fuse_file_info* fi) {

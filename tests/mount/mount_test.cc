@@ -178,6 +178,19 @@ TEST_F(MountTest, ErrorsAreTheOnesLinuxFilesystemsReturn) {
   EXPECT_EQ(Errno(renameat2(AT_FDCWD, m.Path("a").c_str(), AT_FDCWD, m.Path("none").c_str(),
                             RENAME_EXCHANGE)),
             ENOENT);
+  // RENAME_WHITEOUT leaves a 0:0 character device at the old name.
+  WriteFile(m.Path("w"), "W");
+  ASSERT_EQ(
+      renameat2(AT_FDCWD, m.Path("w").c_str(), AT_FDCWD, m.Path("w2").c_str(), RENAME_WHITEOUT), 0)
+      << strerror(errno);
+  struct stat wst;
+  ASSERT_EQ(lstat(m.Path("w").c_str(), &wst), 0);
+  EXPECT_TRUE(S_ISCHR(wst.st_mode));
+  EXPECT_EQ(wst.st_rdev, 0u);
+  EXPECT_EQ(ReadFile(m.Path("w2")), "W");
+  EXPECT_EQ(Errno(renameat2(AT_FDCWD, m.Path("a").c_str(), AT_FDCWD, m.Path("b").c_str(),
+                            RENAME_EXCHANGE | RENAME_WHITEOUT)),
+            EINVAL);
   EXPECT_EQ(rename(m.Path("a").c_str(), m.Path("b").c_str()), 0);  // replaces b
   EXPECT_EQ(ReadFile(m.Path("b")), "B");
   EXPECT_EQ(Errno(rename(m.Path("b").c_str(), m.Path("d").c_str())), EISDIR);
