@@ -941,6 +941,10 @@ int Filesystem::Read(OpenFile* f, uint64_t off, size_t size, char* buf, size_t* 
   *done = 0;
   Inode* inode = f->inode.get();
   if (!inode->as) return inode->IsDir() ? EISDIR : EINVAL;
+  // A request that reaches a block failing verification fails whole, even if blocks before it
+  // were fine: for FUSE a short read means end of file, and the kernel would show zeros for the
+  // rest. So a healthy block in the same kernel read-ahead window as a damaged one can read as
+  // EIO too; never as wrong bytes.
   return Errno(cache_->Read(inode->as.get(), off, size, buf, done));
 }
 

@@ -9,6 +9,17 @@
 //                                                 "name value" per line, or one JSON object
 //   stablefsctl sync MOUNTPOINT                   writes back and syncs the whole filesystem
 //                                                 (sync(2) does not reach a FUSE daemon)
+//   stablefsctl corrupt STORE PATH --offset N --what KIND [--to PATH2] [--to-offset M]
+//                                                 damages the block holding byte N on purpose,
+//                                                 below every check, for tests and demonstrations:
+//                                                 data (flips the bit of byte N), guard, app, ref
+//                                                 (flips a bit of that field of the interval
+//                                                 holding N), swap (exchanges it with the block
+//                                                 at --to-offset of the same file: a misdirected
+//                                                 write), move (writes it over the block at
+//                                                 --to-offset of PATH2: a block in the wrong
+//                                                 file), drop (deletes it, keeping its block-map
+//                                                 entry: a lost write)
 //   stablefsctl wait STORE [SECONDS]              waits until no daemon holds STORE (default
 //                                                 60 s): umount returns before a FUSE daemon
 //                                                 has finished writing back and closing
@@ -47,6 +58,8 @@ void Usage() {
                "       stablefsctl verify STORE\n"
                "       stablefsctl stats MOUNTPOINT [--json]\n"
                "       stablefsctl sync MOUNTPOINT\n"
+               "       stablefsctl corrupt STORE PATH --offset N --what "
+               "data|guard|app|ref|swap|move|drop [--to PATH2] [--to-offset M]\n"
                "       stablefsctl wait STORE [SECONDS]\n");
 }
 
@@ -158,6 +171,64 @@ int Verify(BlockStore* store) {
   return damaged + lost == 0 ? kClean : kDamage;
 }
 
+// Writes raw data and tuples at (ino, index), below every check.
+Status PutRaw(BlockStore* store, uint64_t ino, uint64_t index, const std::string& data,
+              const std::string& tuples) {
+  WriteBatch b;
+  b.PutBlock(ino, index, data.data(), tuples.data());
+  return store->Write(b, WriteOptions{.sync = true, .verify_pi = false});
+}
+
+int Corrupt(BlockStore* store, const std::string& path, uint64_t offset, const std::string& what,
+            const std::string& to_path, uint64_t to_offset) {
+  uint64_t ino;
+  Status s = Resolve(store, path, &ino);
+  if (!s.ok()) return Fail(s.ToString());
+  const uint64_t index = offset / kBlockSize;
+  std::string data, tuples;
+  s = store->ReadBlockRaw(ino, index, &data, &tuples);
+  if (!s.ok()) return Fail(s.ToString());
+  const pi::Profile& p = store->profile();
+  const size_t tuple = (offset % kBlockSize) / p.interval * p.tuple_size();
+  const size_t app_at = p.guard == pi::GuardKind::kCrc16T10Dif ? 2 : 8;
+  std::fprintf(stderr, "stablefsctl: corrupt: damaging %s on purpose: inode %llu block %llu: %s\n",
+               path.c_str(), static_cast<unsigned long long>(ino),
+               static_cast<unsigned long long>(index), what.c_str());
+  if (what == "data") {
+    data[offset % kBlockSize] ^= 0x01;
+  } else if (what == "guard") {
+    tuples[tuple] ^= 0x01;
+  } else if (what == "app") {
+    tuples[tuple + app_at] ^= 0x01;
+  } else if (what == "ref") {
+    tuples[tuple + p.tuple_size() - 1] ^= 0x01;
+  } else if (what == "drop") {
+    WriteBatch b;
+    b.Delete(Space::kData, DataKey(ino, index));
+    s = store->Write(b, WriteOptions{.sync = true, .verify_pi = false});
+    return s.ok() ? kClean : Fail(s.ToString());
+  } else if (what == "swap" || what == "move") {
+    uint64_t to_ino = ino;
+    if (what == "move") {
+      if (to_path.empty()) return Fail("move needs --to PATH2");
+      s = Resolve(store, to_path, &to_ino);
+      if (!s.ok()) return Fail(s.ToString());
+    }
+    const uint64_t to_index = to_offset / kBlockSize;
+    std::string other_data, other_tuples;
+    s = store->ReadBlockRaw(to_ino, to_index, &other_data, &other_tuples);
+    if (!s.ok()) return Fail(s.ToString());
+    s = PutRaw(store, to_ino, to_index, data, tuples);
+    if (s.ok() && what == "swap") s = PutRaw(store, ino, index, other_data, other_tuples);
+    return s.ok() ? kClean : Fail(s.ToString());
+  } else {
+    Usage();
+    return Fail("unknown --what " + what);
+  }
+  s = PutRaw(store, ino, index, data, tuples);
+  return s.ok() ? kClean : Fail(s.ToString());
+}
+
 int Stats(const std::string& mountpoint, bool json) {
   int fd = open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd < 0) return Fail(mountpoint + ": " + strerror(errno));
@@ -225,7 +296,7 @@ int main(int argc, char** argv) {
     }
     return Stats(argv[2], json);
   }
-  if (cmd != "inspect" && cmd != "verify") {
+  if (cmd != "inspect" && cmd != "verify" && cmd != "corrupt") {
     Usage();
     return Fail("unknown command " + cmd);
   }
@@ -235,6 +306,31 @@ int main(int argc, char** argv) {
   Status s = RocksBlockStore::Open(argv[2], options, &store);
   if (!s.ok()) return Fail(s.ToString());
   if (cmd == "verify") return Verify(store.get());
+  if (cmd == "corrupt") {
+    if (argc < 4) {
+      Usage();
+      return kError;
+    }
+    uint64_t offset = 0, to_offset = 0;
+    std::string what, to;
+    for (int i = 4; i < argc; i++) {
+      std::string a = argv[i];
+      if (i + 1 >= argc) return Fail("missing value after " + a);
+      if (a == "--offset") {
+        offset = std::strtoull(argv[++i], nullptr, 0);
+      } else if (a == "--what") {
+        what = argv[++i];
+      } else if (a == "--to") {
+        to = argv[++i];
+      } else if (a == "--to-offset") {
+        to_offset = std::strtoull(argv[++i], nullptr, 0);
+      } else {
+        Usage();
+        return Fail("unknown argument " + a);
+      }
+    }
+    return Corrupt(store.get(), argv[3], offset, what, to, to_offset);
+  }
   if (argc < 4) {
     Usage();
     return kError;
