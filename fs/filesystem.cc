@@ -84,11 +84,15 @@ struct timespec ToTimespec(const Timespec& t) {
 
 // ---- Inode ----
 
+// No lock here: nobody else can see the inode yet, and GetInode calls this under table_mu_,
+// which is taken after meta_mu everywhere else (the lock order in filesystem.h).
 Inode::Inode(uint64_t ino_arg, const InodeRecord& r, BlockStore* store)
-    : ino(ino_arg), store_(store), mode_(r.mode), disk_size_(r.size), disk_blocks_(r.blocks) {
-  MutexLock lock(&meta_mu);
-  rec = r;
-}
+    : ino(ino_arg),
+      rec(r),
+      store_(store),
+      mode_(r.mode),
+      disk_size_(r.size),
+      disk_blocks_(r.blocks) {}
 
 Inode::~Inode() = default;
 
