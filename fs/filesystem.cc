@@ -39,26 +39,6 @@ Timespec Now() {
   return Timespec{ts.tv_sec, static_cast<uint32_t>(ts.tv_nsec)};
 }
 
-uint8_t DirentType(uint32_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG:
-      return DT_REG;
-    case S_IFDIR:
-      return DT_DIR;
-    case S_IFLNK:
-      return DT_LNK;
-    case S_IFCHR:
-      return DT_CHR;
-    case S_IFBLK:
-      return DT_BLK;
-    case S_IFIFO:
-      return DT_FIFO;
-    case S_IFSOCK:
-      return DT_SOCK;
-  }
-  return DT_UNKNOWN;
-}
-
 constexpr uint32_t kSupportedFlags =
     FS_IMMUTABLE_FL | FS_APPEND_FL | FS_NODUMP_FL | FS_NOATIME_FL | FS_SYNC_FL | FS_DIRSYNC_FL;
 
@@ -553,7 +533,7 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
   rec.EncodeTo(&v);
   b.Put(Space::kInode, InodeKey(ino), v);
   v.clear();
-  DirentRecord{.ino = ino, .type = DirentType(mode), .cookie = cookie}.EncodeTo(&v);
+  DirentRecord{.ino = ino, .type = DirentTypeOf(mode), .cookie = cookie}.EncodeTo(&v);
   b.Put(Space::kDirent, NameKey(parent_ino, name), v);
   b.Put(Space::kDirCookie, CookieKey(parent_ino, cookie), name);
   if (S_ISDIR(mode)) {
@@ -655,7 +635,7 @@ int Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string_view new_nam
     inode->rec.nlink++;
     inode->rec.ctime = now;
     std::string v;
-    DirentRecord{.ino = ino, .type = DirentType(inode->rec.mode), .cookie = cookie}.EncodeTo(&v);
+    DirentRecord{.ino = ino, .type = DirentTypeOf(inode->rec.mode), .cookie = cookie}.EncodeTo(&v);
     b.Put(Space::kDirent, NameKey(new_parent, new_name), v);
     b.Put(Space::kDirCookie, CookieKey(new_parent, cookie), new_name);
     parent->AddRecordTo(&b);
@@ -786,7 +766,7 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
   auto put_dirent = [&](uint64_t dir, std::string_view n, uint64_t ino, uint32_t mode,
                         uint64_t cookie) {
     v.clear();
-    DirentRecord{.ino = ino, .type = DirentType(mode), .cookie = cookie}.EncodeTo(&v);
+    DirentRecord{.ino = ino, .type = DirentTypeOf(mode), .cookie = cookie}.EncodeTo(&v);
     b.Put(Space::kDirent, NameKey(dir, n), v);
   };
   auto set_dotdot = [&](uint64_t dir, uint64_t up) {

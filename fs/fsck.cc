@@ -14,26 +14,6 @@ namespace stablefs {
 
 namespace {
 
-uint8_t TypeOf(uint32_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG:
-      return DT_REG;
-    case S_IFDIR:
-      return DT_DIR;
-    case S_IFLNK:
-      return DT_LNK;
-    case S_IFCHR:
-      return DT_CHR;
-    case S_IFBLK:
-      return DT_BLK;
-    case S_IFIFO:
-      return DT_FIFO;
-    case S_IFSOCK:
-      return DT_SOCK;
-  }
-  return DT_UNKNOWN;
-}
-
 std::string JsonEscape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -182,13 +162,13 @@ Status Fsck(BlockStore* store, bool repair, FsckReport* r) {
     }
     names_of[e.rec.ino]++;
     if (S_ISDIR(target->second.mode)) subdirs[e.parent]++;
-    if (e.rec.type != TypeOf(target->second.mode)) {
+    if (e.rec.type != DirentTypeOf(target->second.mode)) {
       if (problem(e.rec.ino, 0,
                   where + ": type " + std::to_string(e.rec.type) + ", the inode's is " +
-                      std::to_string(TypeOf(target->second.mode)),
+                      std::to_string(DirentTypeOf(target->second.mode)),
                   true)) {
         DirentRecord d = e.rec;
-        d.type = TypeOf(target->second.mode);
+        d.type = DirentTypeOf(target->second.mode);
         std::string v;
         d.EncodeTo(&v);
         fix.Put(Space::kDirent, NameKey(e.parent, e.name), v);

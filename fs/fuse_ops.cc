@@ -394,6 +394,17 @@ void SfsLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, struct fuse_fil
   fuse_reply_lseek(req, static_cast<off_t>(result));
 }
 
+// Sets chattr flags and answers the ioctl; the kernel's cached attributes are made stale first.
+void ReplySetFlags(fuse_req_t req, fuse_ino_t ino, uint32_t flags) {
+  int e = Fs(req)->SetFlags(ino, flags);
+  if (e != 0) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  InvalidateAttributes(req, ino);
+  fuse_reply_ioctl(req, 0, nullptr, 0);
+}
+
 void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, struct fuse_file_info*,
               unsigned flags, const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
   if (flags & FUSE_IOCTL_COMPAT) {
@@ -455,13 +466,7 @@ void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, struct fu
   if (cmd == FS_IOC_SETFLAGS && in_bufsz >= sizeof(uint32_t)) {
     uint32_t attr_flags;
     std::memcpy(&attr_flags, in_buf, sizeof(attr_flags));
-    int e = Fs(req)->SetFlags(ino, attr_flags);
-    if (e != 0) {
-      fuse_reply_err(req, e);
-    } else {
-      InvalidateAttributes(req, ino);
-      fuse_reply_ioctl(req, 0, nullptr, 0);
-    }
+    ReplySetFlags(req, ino, attr_flags);
     return;
   }
   if (cmd == FS_IOC_FSSETXATTR && in_bufsz >= sizeof(struct fsxattr)) {
@@ -485,13 +490,7 @@ void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, struct fu
     if (fa.fsx_xflags & FS_XFLAG_NODUMP) attr_flags |= FS_NODUMP_FL;
     if (fa.fsx_xflags & FS_XFLAG_NOATIME) attr_flags |= FS_NOATIME_FL;
     if (fa.fsx_xflags & FS_XFLAG_SYNC) attr_flags |= FS_SYNC_FL;
-    int e = Fs(req)->SetFlags(ino, attr_flags);
-    if (e != 0) {
-      fuse_reply_err(req, e);
-    } else {
-      InvalidateAttributes(req, ino);
-      fuse_reply_ioctl(req, 0, nullptr, 0);
-    }
+    ReplySetFlags(req, ino, attr_flags);
     return;
   }
   if (cmd == STABLEFS_IOC_SYNC) {

@@ -1,6 +1,9 @@
 // Encoding and decoding of every stablefs record; see storage/FORMAT.md for the layouts.
 #include "storage/format.h"
 
+#include <dirent.h>
+#include <sys/stat.h>
+
 #include <cstdio>
 
 #include "storage/coding.h"
@@ -247,6 +250,26 @@ Status DirentRecord::DecodeFrom(std::string_view src) {
   if (r.ino == 0) return Status::Corruption("dirent record: inode 0");
   *this = r;
   return Status::Ok();
+}
+
+uint8_t DirentTypeOf(uint32_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+      return DT_REG;
+    case S_IFDIR:
+      return DT_DIR;
+    case S_IFLNK:
+      return DT_LNK;
+    case S_IFCHR:
+      return DT_CHR;
+    case S_IFBLK:
+      return DT_BLK;
+    case S_IFIFO:
+      return DT_FIFO;
+    case S_IFSOCK:
+      return DT_SOCK;
+  }
+  return DT_UNKNOWN;
 }
 
 void EncodeCounter(std::string* dst, uint64_t v) { PutFixed64BE(dst, v); }

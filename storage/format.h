@@ -129,6 +129,10 @@ struct DirentRecord {
   bool operator==(const DirentRecord&) const = default;
 };
 
+// The d_type of an inode of the given st_mode (DT_REG, DT_DIR, ...; DT_UNKNOWN for others), as
+// DirentRecord::type holds it.
+uint8_t DirentTypeOf(uint32_t mode);
+
 // A counter stored as be64 (kNextInoKey).
 void EncodeCounter(std::string* dst, uint64_t v);
 Status DecodeCounter(std::string_view src, uint64_t* v);
