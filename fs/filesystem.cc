@@ -161,7 +161,7 @@ Status Filesystem::ReclaimOrphans() {
   for (uint64_t ino : orphans) {
     Log(LogLevel::kInfo, "reclaiming inode %llu, unlinked while open before a crash",
         static_cast<unsigned long long>(ino));
-    STABLEFS_RETURN_IF_ERROR(FreeInode(ino, true));
+    STABLEFS_RETURN_IF_ERROR(FreeInode(ino));
   }
   return Status::Ok();
 }
@@ -255,6 +255,15 @@ int Filesystem::PersistInode(Inode* inode) {
   return Errno(store_->Write(b));
 }
 
+int Filesystem::CheckNewEntry(uint64_t dir, std::string_view name, std::shared_ptr<Inode>* out) {
+  if (int e = GetInode(dir, out)) return e;
+  if (!(*out)->IsDir()) return ENOTDIR;
+  DirentRecord existing;
+  int e = FindEntry(dir, name, &existing);
+  if (e == 0) return EEXIST;
+  return e == ENOENT ? 0 : e;
+}
+
 int Filesystem::CheckEmptyDir(uint64_t dir) {
   bool empty = true;
   Status s = store_->Scan(Space::kDirCookie, NamePrefixBegin(dir), NamePrefixEnd(dir),
@@ -309,7 +318,7 @@ void Filesystem::MaybeDrop(std::shared_ptr<Inode> inode) {
     }
   }
   if (unlinked) {
-    Status s = FreeInode(inode->ino, inode->IsReg());
+    Status s = FreeInode(inode->ino);
     if (!s.ok()) {
       Log(LogLevel::kError, "freeing inode %llu: %s (its orphan record stays for the next mount)",
           static_cast<unsigned long long>(inode->ino), s.ToString().c_str());
@@ -333,8 +342,7 @@ Status Filesystem::StageFreeInode(uint64_t ino, WriteBatch* b) {
   return store_->StageDeleteRange(Space::kDirCookie, NamePrefixBegin(ino), NamePrefixEnd(ino), b);
 }
 
-Status Filesystem::FreeInode(uint64_t ino, bool is_reg) {
-  (void)is_reg;
+Status Filesystem::FreeInode(uint64_t ino) {
   WriteBatch b;
   STABLEFS_RETURN_IF_ERROR(StageFreeInode(ino, &b));
   return store_->Write(b);
@@ -483,12 +491,7 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
   if (int e = CheckName(name)) return e;
   if (name == "." || name == "..") return EEXIST;
   std::shared_ptr<Inode> parent;
-  if (int e = GetInode(parent_ino, &parent)) return e;
-  if (!parent->IsDir()) return ENOTDIR;
-  DirentRecord existing;
-  int e = FindEntry(parent_ino, name, &existing);
-  if (e == 0) return EEXIST;
-  if (e != ENOENT) return e;
+  if (int e = CheckNewEntry(parent_ino, name, &parent)) return e;
   if (int me = CheckMutable(parent.get(), /*append_ok=*/true)) return me;
 
   WriteBatch b;
@@ -615,12 +618,7 @@ int Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string_view new_nam
   std::shared_ptr<Inode> inode, parent;
   if (int e = GetInode(ino, &inode)) return e;
   if (inode->IsDir()) return EPERM;
-  if (int e = GetInode(new_parent, &parent)) return e;
-  if (!parent->IsDir()) return ENOTDIR;
-  DirentRecord existing;
-  int e = FindEntry(new_parent, new_name, &existing);
-  if (e == 0) return EEXIST;
-  if (e != ENOENT) return e;
+  if (int e = CheckNewEntry(new_parent, new_name, &parent)) return e;
   if (int me = CheckMutable(inode.get(), /*append_ok=*/false)) return me;
   if (int me = CheckMutable(parent.get(), /*append_ok=*/true)) return me;
   {

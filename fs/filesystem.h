@@ -192,6 +192,9 @@ class Filesystem {
   // The in-memory inode, loaded from the store if needed.
   int GetInode(uint64_t ino, std::shared_ptr<Inode>* out);
   void FillStat(Inode* inode, struct stat* st);
+  // Loads directory `dir` into *out and checks that `name` is free in it: 0, ENOTDIR, EEXIST,
+  // or the store's error.
+  int CheckNewEntry(uint64_t dir, std::string_view name, std::shared_ptr<Inode>* out);
   // 0 if the directory has no entries, else ENOTEMPTY (or the store's error).
   int CheckEmptyDir(uint64_t dir);
   // Looks up name in dir: 0 and *rec, or ENOENT.
@@ -206,7 +209,7 @@ class Filesystem {
   // not in use), false if it becomes an orphan or keeps links. REQUIRES: ns_mu_.
   void DropLink(Inode* inode, WriteBatch* batch, bool* free_now) REQUIRES(ns_mu_);
   // Deletes everything an unused, unlinked inode owns (StageFreeInode stages it into a batch).
-  Status FreeInode(uint64_t ino, bool is_reg);
+  Status FreeInode(uint64_t ino);
   Status StageFreeInode(uint64_t ino, WriteBatch* batch);
   // Called when nlookup or nopen may have reached 0. REQUIRES: ns_mu_ (released inside).
   void MaybeDrop(std::shared_ptr<Inode> inode) REQUIRES(ns_mu_);

@@ -572,6 +572,7 @@ Status PageCache::Truncate(AddressSpace* as, uint64_t new_size) {
   } else {
     as->size_ = new_size;
     s = ZeroRange(as, new_size, kToEnd, new_size);
+    if (!s.ok()) as->size_ = old;  // nothing changed: ZeroRange fails before it changes anything
   }
   ReleaseInodeSync(as);
   return s;
@@ -595,6 +596,52 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end,
   const uint64_t first_whole = (start + kPageSize - 1) / kPageSize;
   const uint64_t end_whole = end == kToEnd ? kToEnd : end / kPageSize;
 
+  // Everything that can fail comes first, before the cache or the store changes: the partial
+  // pages at either end are read (and verified: a damaged one is never rewritten with fresh PI),
+  // and the whole blocks to delete are staged.
+  std::vector<uint64_t> partial;
+  if (start % kPageSize != 0) partial.push_back(start / kPageSize);
+  if (end != kToEnd && end % kPageSize != 0 && (partial.empty() || partial[0] != end / kPageSize)) {
+    partial.push_back(end / kPageSize);
+  }
+  std::vector<Page*> rewrite;
+  Status s;
+  for (uint64_t index : partial) {
+    if (index * kPageSize >= as->size_ && index * kPageSize >= as->disk_size_) continue;
+    bool cached = as->pages_.find(index) != as->pages_.end();
+    mu_.Unlock();
+    uint64_t stored = 0;
+    if (!cached) s = store_->CountBlocks(as->ino_, index, index + 1, &stored);
+    Page* p = nullptr;
+    if (s.ok() && (cached || stored > 0)) s = GetLockedUptodatePage(as, index, &p);
+    mu_.Lock();
+    if (!s.ok()) break;
+    if (p == nullptr) continue;  // a hole: already zeros
+    rewrite.push_back(p);
+  }
+  if (!s.ok()) {
+    for (Page* p : rewrite) {
+      UnlockPage(p);
+      PutPage(p);
+    }
+    return s;
+  }
+
+  WriteBatch extra;
+  uint64_t removed = 0;
+  if (first_whole < end_whole) {
+    mu_.Unlock();
+    s = store_->StageDeleteBlocks(as->ino_, first_whole, end_whole, &extra, &removed);
+    mu_.Lock();
+    if (!s.ok()) {
+      for (Page* p : rewrite) {
+        UnlockPage(p);
+        PutPage(p);
+      }
+      return s;
+    }
+  }
+
   // Whole pages: out of every mapping, then out of the cache (after their writeback ends).
   if (first_whole < end_whole) {
     ZapMappings(as, first_whole, end_whole - 1);
@@ -617,28 +664,11 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end,
     }
   }
 
-  // Partial pages at either end: zeroed in the cache and rewritten with fresh PI in the same
-  // batch that deletes the whole blocks.
-  std::vector<uint64_t> partial;
-  if (start % kPageSize != 0) partial.push_back(start / kPageSize);
-  if (end != kToEnd && end % kPageSize != 0 && (partial.empty() || partial[0] != end / kPageSize)) {
-    partial.push_back(end / kPageSize);
-  }
-  std::vector<Page*> rewrite;
-  Status s;
-  for (uint64_t index : partial) {
-    if (index * kPageSize >= as->size_ && index * kPageSize >= as->disk_size_) continue;
-    bool cached = as->pages_.find(index) != as->pages_.end();
-    mu_.Unlock();
-    uint64_t stored = 0;
-    if (!cached) s = store_->CountBlocks(as->ino_, index, index + 1, &stored);
-    Page* p = nullptr;
-    if (s.ok() && (cached || stored > 0)) s = GetLockedUptodatePage(as, index, &p);
-    mu_.Lock();
-    if (!s.ok()) break;
-    if (p == nullptr) continue;  // a hole: already zeros
+  // Partial pages: zeroed in the cache and rewritten with fresh PI in the batch that deletes
+  // the whole blocks, with the inode record.
+  for (Page* p : rewrite) {
     WaitStable(p);
-    const uint64_t page_start = index * kPageSize;
+    const uint64_t page_start = p->index * kPageSize;
     const size_t from = start > page_start ? start - page_start : 0;
     const size_t to =
         (end == kToEnd || end - page_start >= kPageSize) ? kPageSize : end - page_start;
@@ -646,31 +676,6 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end,
     std::memset(p->data + from, 0, to - from);
     mu_.Lock();
     MarkDirty(p);
-    rewrite.push_back(p);
-  }
-  if (!s.ok()) {
-    for (Page* p : rewrite) {
-      UnlockPage(p);
-      PutPage(p);
-    }
-    return s;
-  }
-
-  // The store: deleted blocks (counted first, for st_blocks), rewritten partial blocks and the
-  // inode record, in one batch.
-  WriteBatch extra;
-  uint64_t removed = 0;
-  if (first_whole < end_whole) {
-    mu_.Unlock();
-    s = store_->StageDeleteBlocks(as->ino_, first_whole, end_whole, &extra, &removed);
-    mu_.Lock();
-    if (!s.ok()) {
-      for (Page* p : rewrite) {
-        UnlockPage(p);
-        PutPage(p);
-      }
-      return s;
-    }
   }
   if (!rewrite.empty()) {
     std::sort(rewrite.begin(), rewrite.end(),

@@ -304,41 +304,6 @@ Status BlockStore::Sync() {
   return Status::Ok();
 }
 
-Status BlockStore::StageZeroRange(uint64_t ino, uint64_t offset, uint64_t len, WriteBatch* batch) {
-  if (len == 0) return Status::Ok();
-  const uint64_t end = (len == kToEnd || offset > kToEnd - len) ? kToEnd : offset + len;
-  const uint64_t first_whole = (offset + kBlockSize - 1) / kBlockSize;
-  const uint64_t end_whole = end == kToEnd ? kToEnd : end / kBlockSize;
-
-  // Rewrites block `index` with bytes [from, to) of it zeroed, if it exists.
-  auto zero_partial = [&](uint64_t index, uint32_t from, uint32_t to) -> Status {
-    char block[kBlockSize];
-    bool present = false;
-    STABLEFS_RETURN_IF_ERROR(ReadBlocks(ino, index, 1, block, &present));
-    if (!present) return Status::Ok();
-    std::memset(block + from, 0, to - from);
-    char tuples[kBlockSize];  // at most 8 tuples of 16 bytes
-    GenerateBlockPi(ino, index, block, tuples);
-    batch->PutBlockCopy(ino, index, block, tuples, tuple_bytes_per_block());
-    return Status::Ok();
-  };
-
-  const uint64_t head = offset / kBlockSize;
-  if (offset % kBlockSize != 0) {
-    uint64_t head_end =
-        (end - head * kBlockSize) < kBlockSize ? end - head * kBlockSize : kBlockSize;
-    STABLEFS_RETURN_IF_ERROR(zero_partial(head, offset % kBlockSize, head_end));
-  }
-  if (end != kToEnd && end % kBlockSize != 0) {
-    uint64_t tail = end / kBlockSize;
-    if (tail != head || offset % kBlockSize == 0) {
-      STABLEFS_RETURN_IF_ERROR(zero_partial(tail, 0, end % kBlockSize));
-    }
-  }
-  if (first_whole < end_whole) batch->DeleteBlocks(ino, first_whole, end_whole);
-  return Status::Ok();
-}
-
 Status BlockStore::InitializeNewStore(const CreateOptions& options) {
   STABLEFS_RETURN_IF_ERROR(options.pi.Validate());
   Superblock sb;

@@ -177,12 +177,6 @@ class BlockStore {
   // Ok, or Protection naming inode, offset, field, expected and received.
   Status VerifyBlockPi(uint64_t ino, uint64_t index, const void* data, const void* tuples) const;
 
-  // Adds to *batch what zeroing bytes [offset, offset + len) of inode ino takes: whole blocks are
-  // deleted, partial blocks at either end are read (verified), zeroed and rewritten with fresh PI
-  // (copied into the batch). len == UINT64_MAX means to the end of the file (truncate).
-  // REQUIRES: no concurrent writer of these blocks until the batch is written.
-  Status StageZeroRange(uint64_t ino, uint64_t offset, uint64_t len, WriteBatch* batch);
-
   StoreCounters counters() const;
 
  protected:

@@ -213,8 +213,11 @@ TEST(PageCacheTest, ReadsFillFromTheStoreAndNeverReturnBytesThatFailVerification
   // Undamaged pages still read, and the damaged one fails again rather than reading as zeros.
   EXPECT_EQ(f.Read(as, 3 * kPageSize, kPageSize), Pattern('3', kPageSize));
   EXPECT_TRUE(f.cache_->Read(as, 2 * kPageSize + 5, 1, buf.data(), &done).IsProtection());
-  // A partial write into the damaged page cannot launder it either.
+  // A partial write into the damaged page cannot launder it either, nor can a truncate that
+  // would rewrite it as the new tail block with fresh PI.
   EXPECT_TRUE(f.cache_->Write(as, 2 * kPageSize + 1, "q", 1, &done).IsProtection());
+  EXPECT_TRUE(f.cache_->Truncate(as, 2 * kPageSize + 100).IsProtection());
+  EXPECT_EQ(as->size(), 4 * kPageSize);
 }
 
 TEST(PageCacheTest, SmallCacheEvictsCleanPagesAndThrottlesWriters) {

@@ -464,58 +464,6 @@ TYPED_TEST(BlockStoreConformance, ADroppedBlockIsDetectedNotReadAsAHole) {
   EXPECT_EQ(ReadBlock(s, ino, 9), std::nullopt);  // a real hole still reads as zeros
 }
 
-TYPED_TEST(BlockStoreConformance, ZeroRangeRewritesPartialBlocksWithFreshPi) {
-  BlockStore* s = this->store_.get();
-  const uint64_t ino = 60;
-  const size_t nblocks = 6;
-  std::string model;
-  for (uint64_t i = 0; i < nblocks; i++) {
-    std::string b = RandomBlock(600 + i);
-    ASSERT_TRUE(PutBlock(s, ino, i, b).ok());
-    model += b;
-  }
-  auto zero = [&](uint64_t off, uint64_t len) {
-    WriteBatch b;
-    Status st = s->StageZeroRange(ino, off, len, &b);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-    ASSERT_TRUE(s->Write(b).ok());
-    uint64_t end = len == UINT64_MAX ? model.size() : std::min<uint64_t>(off + len, model.size());
-    if (off < end) std::fill(model.begin() + off, model.begin() + end, '\0');
-  };
-  zero(100, 200);                            // inside block 0
-  zero(kBlockSize - 10, 20);                 // across blocks 0 and 1
-  zero(2 * kBlockSize + 5, 2 * kBlockSize);  // partial 2, whole... partial 4 start
-  zero(5 * kBlockSize + 1000, UINT64_MAX);   // truncate inside block 5
-  std::string buf(nblocks * kBlockSize, 'x');
-  bool present[nblocks];
-  Status st = s->ReadBlocks(ino, 0, nblocks, buf.data(), present);
-  ASSERT_TRUE(st.ok()) << st.ToString();  // every rewritten block verifies
-  EXPECT_EQ(buf, model);
-  EXPECT_TRUE(present[0] && present[1] && present[2] && present[4] && present[5]);
-  EXPECT_FALSE(present[3]);  // whole block: deleted, a hole
-
-  // Truncate at a block boundary deletes the rest.
-  zero(2 * kBlockSize, UINT64_MAX);
-  ASSERT_TRUE(s->ReadBlocks(ino, 0, nblocks, buf.data(), present).ok());
-  EXPECT_EQ(buf, model);
-  for (size_t i = 2; i < nblocks; i++) EXPECT_FALSE(present[i]) << i;
-  // Zeroing a hole is a no-op.
-  zero(10 * kBlockSize + 7, 100);
-  EXPECT_EQ(ReadBlock(s, ino, 10), std::nullopt);
-}
-
-TYPED_TEST(BlockStoreConformance, ZeroRangeRefusesToRewriteADamagedBlock) {
-  BlockStore* s = this->store_.get();
-  std::string data, tuples;
-  MakeDamaged(*s, Damage::kDataByte, 70, 0, &data, &tuples);
-  WriteBatch b;
-  b.PutBlock(70, 0, data.data(), tuples.data());
-  ASSERT_TRUE(s->Write(b, WriteOptions{.verify_pi = false}).ok());
-  WriteBatch z;
-  // Regenerating PI over bytes that failed verification would launder the damage.
-  EXPECT_TRUE(s->StageZeroRange(70, 100, UINT64_MAX, &z).IsProtection());
-}
-
 TYPED_TEST(BlockStoreConformance, ReopenKeepsEverythingWritten) {
   BlockStore* s = this->store_.get();
   auto uuid = s->superblock().uuid;
