@@ -15,7 +15,6 @@ namespace stablefs {
 namespace {
 // Tuples of up to this many bytes are staged on the stack in ReadBlocks.
 constexpr size_t kStackTupleBytes = 4096;
-constexpr uint64_t kToEnd = std::numeric_limits<uint64_t>::max();
 }  // namespace
 
 // ---- WriteBatch ----
