@@ -12,7 +12,7 @@ packages=(
   libboost-dev                            # Boost.Intrusive lists of the page cache
   libgtest-dev libgmock-dev               # tests
   acl                                     # setfacl/getfacl in the mount tests
-  libbenchmark-dev                        # benchmarks
+  libbenchmark-dev fio python3            # benchmarks (tools/bench/)
 )
 
 missing=()
