@@ -143,6 +143,11 @@ Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   db_options.max_total_wal_size = options.max_wal_bytes;
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   db_options.keep_log_file_num = 4;
+  // RocksDB would fadvise(RANDOM) every table and blob file it opens, which turns off the
+  // kernel's readahead: a sequential read of a file then costs one disk read per 4 KiB blob
+  // (measured: 104 MB/s cold). The kernel's readahead is adaptive and reads no more than asked
+  // for a random pattern, so leaving it on costs point lookups nothing.
+  db_options.advise_random_on_open = false;
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
 
   std::vector<std::string> names;
