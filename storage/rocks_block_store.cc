@@ -132,6 +132,7 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
 
 Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   rocksdb::DBOptions db_options;
+  if (options.env != nullptr) db_options.env = options.env;
   db_options.create_if_missing = create;
   db_options.create_missing_column_families = create;
   db_options.error_if_exists = create;

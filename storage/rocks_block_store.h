@@ -19,6 +19,7 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class Env;
 class Snapshot;
 }  // namespace rocksdb
 
@@ -39,6 +40,10 @@ struct RocksOptions {
   uint32_t busy_wait_ms = 0;
   // Background flush and compaction threads. Default: 2.
   int background_jobs = 2;
+  // The Env RocksDB reads and writes files through, not owned; it must outlive the store. Tests
+  // put a fault-injecting file system here (storage/crash_file_system.h). Default: null, the
+  // operating system's (rocksdb::Env::Default()).
+  rocksdb::Env* env = nullptr;
 };
 
 class RocksBlockStore : public BlockStore {
