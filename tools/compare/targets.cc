@@ -89,7 +89,13 @@ class StablefsTarget : public Target {
   }
 
   bool Mount(std::string* err) override {
-    std::vector<std::string> argv = {progs_.stablefs, "-f"};
+    // Through FUSE the kernel holds the inode lock across write and fsync, so only the daemon's
+    // own background writeback runs while writes arrive, as the kernel's flusher does beside
+    // writers on a kernel filesystem. A 4 MiB cache keeps a check's 1 MiB of dirty pages above
+    // the background threshold, so the flusher writes back without pause while the rewriters
+    // run; writeback_expire_ms=0 lets it take pages of any age. Options given later override.
+    std::vector<std::string> argv = {progs_.stablefs, "-f", "-o",
+                                     "writeback_expire_ms=0,cache_size=4M"};
     if (!options_.empty()) argv.insert(argv.end(), {"-o", options_});
     argv.insert(argv.end(), {store_, mnt_});
     pid_ = Spawn(argv, dir_ + "/daemon.log");
