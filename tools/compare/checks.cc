@@ -426,7 +426,8 @@ Result CheckWritebackError(Target* t, const std::string& scratch) {
   close(fd1);
   close(fd2);
   ErrorReport reported = small->ErrorsSinceMark();
-  small->Unmount(&err);  // may fail on a filesystem that shut itself down; the target cleans up
+  // May fail on a filesystem that shut itself down (the target cleans up); then it tells why.
+  const bool unmounted = small->Unmount(&err);
   small.reset();
 
   Result r = NotMeasurable(check, t, "");
@@ -436,6 +437,7 @@ Result CheckWritebackError(Target* t, const std::string& scratch) {
                        "; fsync of a second fd: " + (e2 ? Errno(e2) : "0") +
                        "; fsync again: " + (e3 ? Errno(e3) : "0"));
   if (reported.count > 0) r.evidence.push_back("reported: " + reported.first);
+  if (!unmounted) r.evidence.push_back("unmount: " + err);
   if (write_err != 0) {
     r.evidence.push_back("write: " + Errno(write_err));
     if (e1 == 0 && reported.count == 0) {
