@@ -13,6 +13,7 @@ packages=(
   libgtest-dev libgmock-dev               # tests
   acl                                     # setfacl/getfacl in the mount tests
   libbenchmark-dev fio python3            # benchmarks (tools/bench/)
+  mount e2fsprogs xfsprogs btrfs-progs    # stablefsctl compare: losetup, mkfs.ext4/xfs/btrfs
 )
 
 missing=()

@@ -10,6 +10,7 @@
 //   stablefsctl sync MOUNTPOINT                   writes back and syncs the whole filesystem
 //                                                 (sync(2) does not reach a FUSE daemon)
 //   stablefsctl corrupt STORE PATH --offset N --what KIND [--to PATH2] [--to-offset M]
+//                       [--above-pi]
 //                                                 damages the block holding byte N on purpose,
 //                                                 below every check, for tests and demonstrations:
 //                                                 data (flips the bit of byte N), guard, app, ref
@@ -19,7 +20,16 @@
 //                                                 write), move (writes it over the block at
 //                                                 --to-offset of PATH2: a block in the wrong
 //                                                 file), drop (deletes it, keeping its block-map
-//                                                 entry: a lost write)
+//                                                 entry: a lost write), torn (its second half
+//                                                 replaced by that of the block at --to-offset: a
+//                                                 torn write). With --above-pi the damaged blocks
+//                                                 get freshly computed tuples: damage done above
+//                                                 the protection, as a bug in the filesystem would
+//                                                 do it, which no check can find (tests use it to
+//                                                 prove a check would see silent corruption)
+//   stablefsctl compare [--fs LIST] [--checks LIST] [--seconds N] [--json]
+//                                                 the guarantee checks on stablefs and kernel
+//                                                 filesystems side by side (tools/compare/)
 //   stablefsctl wait STORE [SECONDS]              waits until no daemon holds STORE (default
 //                                                 60 s): umount returns before a FUSE daemon
 //                                                 has finished writing back and closing
@@ -40,6 +50,7 @@
 
 #include "fs/stats.h"
 #include "storage/rocks_block_store.h"
+#include "tools/compare/compare.h"
 
 namespace {
 
@@ -59,8 +70,9 @@ void Usage() {
                "       stablefsctl stats MOUNTPOINT [--json]\n"
                "       stablefsctl sync MOUNTPOINT\n"
                "       stablefsctl corrupt STORE PATH --offset N --what "
-               "data|guard|app|ref|swap|move|drop [--to PATH2] [--to-offset M]\n"
-               "       stablefsctl wait STORE [SECONDS]\n");
+               "data|guard|app|ref|swap|move|drop|torn [--to PATH2] [--to-offset M] [--above-pi]\n"
+               "       stablefsctl wait STORE [SECONDS]\n"
+               "       stablefsctl compare [--fs LIST] [--checks LIST] [--seconds N] [--json]\n");
 }
 
 // Resolves a path from the root through the directory entries.
@@ -171,16 +183,18 @@ int Verify(BlockStore* store) {
   return damaged + lost == 0 ? kClean : kDamage;
 }
 
-// Writes raw data and tuples at (ino, index), below every check.
+// Writes raw data and tuples at (ino, index), below every check. With above_pi the tuples are
+// computed afresh for the data and the place, so the damage cannot be seen.
 Status PutRaw(BlockStore* store, uint64_t ino, uint64_t index, const std::string& data,
-              const std::string& tuples) {
+              std::string tuples, bool above_pi) {
+  if (above_pi) store->GenerateBlockPi(ino, index, data.data(), tuples.data());
   WriteBatch b;
   b.PutBlock(ino, index, data.data(), tuples.data());
   return store->Write(b, WriteOptions{.sync = true, .verify_pi = false});
 }
 
 int Corrupt(BlockStore* store, const std::string& path, uint64_t offset, const std::string& what,
-            const std::string& to_path, uint64_t to_offset) {
+            const std::string& to_path, uint64_t to_offset, bool above_pi) {
   uint64_t ino;
   Status s = Resolve(store, path, &ino);
   if (!s.ok()) return Fail(s.ToString());
@@ -207,6 +221,11 @@ int Corrupt(BlockStore* store, const std::string& path, uint64_t offset, const s
     b.Delete(Space::kData, DataKey(ino, index));
     s = store->Write(b, WriteOptions{.sync = true, .verify_pi = false});
     return s.ok() ? kClean : Fail(s.ToString());
+  } else if (what == "torn") {
+    std::string other_data, other_tuples;
+    s = store->ReadBlockRaw(ino, to_offset / kBlockSize, &other_data, &other_tuples);
+    if (!s.ok()) return Fail(s.ToString());
+    data.replace(kBlockSize / 2, kBlockSize / 2, other_data, kBlockSize / 2, kBlockSize / 2);
   } else if (what == "swap" || what == "move") {
     uint64_t to_ino = ino;
     if (what == "move") {
@@ -218,14 +237,14 @@ int Corrupt(BlockStore* store, const std::string& path, uint64_t offset, const s
     std::string other_data, other_tuples;
     s = store->ReadBlockRaw(to_ino, to_index, &other_data, &other_tuples);
     if (!s.ok()) return Fail(s.ToString());
-    s = PutRaw(store, to_ino, to_index, data, tuples);
-    if (s.ok() && what == "swap") s = PutRaw(store, ino, index, other_data, other_tuples);
+    s = PutRaw(store, to_ino, to_index, data, tuples, above_pi);
+    if (s.ok() && what == "swap") s = PutRaw(store, ino, index, other_data, other_tuples, above_pi);
     return s.ok() ? kClean : Fail(s.ToString());
   } else {
     Usage();
     return Fail("unknown --what " + what);
   }
-  s = PutRaw(store, ino, index, data, tuples);
+  s = PutRaw(store, ino, index, data, tuples, above_pi);
   return s.ok() ? kClean : Fail(s.ToString());
 }
 
@@ -264,6 +283,9 @@ int Sync(const std::string& mountpoint) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "compare") == 0) {
+    return stablefs::compare::CompareMain(argc, argv);
+  }
   if (argc < 3) {
     Usage();
     return kError;
@@ -313,8 +335,13 @@ int main(int argc, char** argv) {
     }
     uint64_t offset = 0, to_offset = 0;
     std::string what, to;
+    bool above_pi = false;
     for (int i = 4; i < argc; i++) {
       std::string a = argv[i];
+      if (a == "--above-pi") {
+        above_pi = true;
+        continue;
+      }
       if (i + 1 >= argc) return Fail("missing value after " + a);
       if (a == "--offset") {
         offset = std::strtoull(argv[++i], nullptr, 0);
@@ -329,7 +356,7 @@ int main(int argc, char** argv) {
         return Fail("unknown argument " + a);
       }
     }
-    return Corrupt(store.get(), argv[3], offset, what, to, to_offset);
+    return Corrupt(store.get(), argv[3], offset, what, to, to_offset, above_pi);
   }
   if (argc < 4) {
     Usage();
