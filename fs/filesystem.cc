@@ -345,7 +345,37 @@ Status Filesystem::StageFreeInode(uint64_t ino, WriteBatch* b) {
 Status Filesystem::FreeInode(uint64_t ino) {
   WriteBatch b;
   STABLEFS_RETURN_IF_ERROR(StageFreeInode(ino, &b));
-  return store_->Write(b);
+  STABLEFS_RETURN_IF_ERROR(store_->Write(b));
+  ReclaimFreed(ino);
+  return Status::Ok();
+}
+
+void Filesystem::ReclaimFreed(uint64_t ino) {
+  // Short of space: less than the reserve again is usable.
+  if (CheckSpace(store_->reserved_bytes()) == 0) return;
+  Status s = store_->ReclaimBlocks(ino);
+  if (!s.ok()) {
+    Log(LogLevel::kWarning, "reclaiming the space of inode %llu: %s",
+        static_cast<unsigned long long>(ino), s.ToString().c_str());
+  }
+}
+
+bool Filesystem::StoreSpace(uint64_t* total, uint64_t* usable) {
+  struct statvfs host;
+  if (options_.store_path.empty() || statvfs(options_.store_path.c_str(), &host) != 0) {
+    return false;
+  }
+  *total = uint64_t{host.f_blocks} * host.f_frsize;
+  const uint64_t avail = uint64_t{host.f_bavail} * host.f_frsize;
+  const uint64_t held = store_->reserved_bytes() + uint64_t{cache_->nr_dirty()} * kBlockSize;
+  *usable = avail > held ? avail - held : 0;
+  return true;
+}
+
+int Filesystem::CheckSpace(uint64_t bytes) {
+  uint64_t total, usable;
+  if (!StoreSpace(&total, &usable)) return 0;
+  return bytes > usable ? ENOSPC : 0;
 }
 
 void Filesystem::DropLink(Inode* inode, WriteBatch* batch, bool* free_now) {
@@ -493,6 +523,7 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
   std::shared_ptr<Inode> parent;
   if (int e = CheckNewEntry(parent_ino, name, &parent)) return e;
   if (int me = CheckMutable(parent.get(), /*append_ok=*/true)) return me;
+  if (int e = CheckSpace(kBlockSize)) return e;
 
   WriteBatch b;
   // The parent's default ACL, masked by the create mode, becomes the new inode's access ACL (and
@@ -621,6 +652,7 @@ int Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string_view new_nam
   if (int e = CheckNewEntry(new_parent, new_name, &parent)) return e;
   if (int me = CheckMutable(inode.get(), /*append_ok=*/false)) return me;
   if (int me = CheckMutable(parent.get(), /*append_ok=*/true)) return me;
+  if (int e = CheckSpace(kBlockSize)) return e;
   {
     const Timespec now = Now();
     WriteBatch b;
@@ -685,7 +717,10 @@ int Filesystem::RemoveEntry(uint64_t parent_ino, std::string_view name, bool wan
     Status s = store_->Write(b);
     if (!s.ok()) return Errno(s);
   }
-  if (free_now) MaybeDrop(child);
+  if (free_now) {
+    ReclaimFreed(d.ino);
+    MaybeDrop(child);
+  }
   return 0;
 }
 
@@ -867,7 +902,10 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
     Status s = store_->Write(b);
     if (!s.ok()) return Errno(s);
   }
-  if (free_dst) MaybeDrop(dst);
+  if (free_dst) {
+    ReclaimFreed(dd.ino);
+    MaybeDrop(dst);
+  }
   return 0;
 }
 
@@ -936,6 +974,7 @@ int Filesystem::Write(OpenFile* f, uint64_t off, const char* buf, size_t size, s
   if (!inode->as) return inode->IsDir() ? EISDIR : EINVAL;
   if (off >= kMaxFileSize) return EFBIG;
   if (size > kMaxFileSize - off) size = kMaxFileSize - off;
+  if (int e = CheckSpace(size)) return e;
   MutexLock rw(&inode->rwsem);
   if (int e = CheckMutable(inode, /*append_ok=*/off >= inode->as->size())) return e;
   Status s = cache_->Write(inode->as.get(), off, buf, size, done);
@@ -993,8 +1032,7 @@ int Filesystem::Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len, con
     const uint64_t first = off / kBlockSize, end = (off + len + kBlockSize - 1) / kBlockSize;
     Status s = store_->CountBlocks(inode->ino, first, end, &present);
     if (!s.ok()) return Errno(s);
-    struct statvfs sv;
-    if (Statfs(&sv) == 0 && sv.f_blocks > 0 && end - first - present > sv.f_bavail) return ENOSPC;
+    if (int e = CheckSpace((end - first - present) * kBlockSize)) return e;
   }
   // Blocks are not reserved ahead of writes: fallocate grows the size where asked and zero
   // ranges read as zeros, but space is taken when data is written back.
@@ -1136,11 +1174,12 @@ int Filesystem::FsyncDir(uint64_t ino) {
 int Filesystem::Statfs(struct statvfs* out) {
   *out = {};
   struct statvfs host;
-  if (!options_.store_path.empty() && statvfs(options_.store_path.c_str(), &host) == 0) {
-    const uint64_t unit = host.f_frsize ? host.f_frsize : host.f_bsize;
-    out->f_blocks = host.f_blocks * unit / kBlockSize;
-    out->f_bfree = host.f_bfree * unit / kBlockSize;
-    out->f_bavail = host.f_bavail * unit / kBlockSize;
+  uint64_t total, usable;
+  if (StoreSpace(&total, &usable) && statvfs(options_.store_path.c_str(), &host) == 0) {
+    // What new data can still take: the reserve and the dirty pages are not free.
+    out->f_blocks = total / kBlockSize;
+    out->f_bfree = usable / kBlockSize;
+    out->f_bavail = usable / kBlockSize;
     out->f_files = host.f_files;
     out->f_ffree = host.f_ffree;
     out->f_favail = host.f_favail;
@@ -1163,6 +1202,7 @@ int Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view v
   std::shared_ptr<Inode> inode;
   if (int e = GetInode(ino, &inode)) return e;
   if (int e = CheckMutable(inode.get(), /*append_ok=*/false)) return e;
+  if (int e = CheckSpace(name.size() + value.size())) return e;
   MutexLock lock(&inode->meta_mu);
   std::string old;
   Status s = store_->Get(Space::kXattr, NameKey(ino, name), &old);

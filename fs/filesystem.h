@@ -211,6 +211,16 @@ class Filesystem {
   // Deletes everything an unused, unlinked inode owns (StageFreeInode stages it into a batch).
   Status FreeInode(uint64_t ino);
   Status StageFreeInode(uint64_t ino, WriteBatch* batch);
+  // After a freed inode's deletion is written: when space is short, has the store give its
+  // blocks' space back now, so that deleting files makes room on a full disk.
+  void ReclaimFreed(uint64_t ino);
+
+  // 0 if `bytes` more of new data fit on the store's disk: its free space less the store's
+  // reserve (BlockStore::reserved_bytes()) and the dirty pages not yet written back; else
+  // ENOSPC. Writes, creates and xattrs check it; deletions never do (they use the reserve).
+  int CheckSpace(uint64_t bytes);
+  // The store's disk: total and usable (as CheckSpace counts) bytes; false if unknown.
+  bool StoreSpace(uint64_t* total, uint64_t* usable);
   // Called when nlookup or nopen may have reached 0. REQUIRES: ns_mu_ (released inside).
   void MaybeDrop(std::shared_ptr<Inode> inode) REQUIRES(ns_mu_);
   uint64_t AllocIno(WriteBatch* batch) REQUIRES(ns_mu_);

@@ -125,6 +125,16 @@ class BlockStore {
   const pi::Profile& profile() const { return superblock_.pi; }
   size_t tuple_bytes_per_block() const { return TupleBytesPerBlock(profile()); }
 
+  // ---- Space ----
+  // Bytes of the store's file system that the filesystem must leave free for the store's own
+  // work: memtables waiting to be flushed, compactions, and the records of deletions (which must
+  // succeed on a full disk, or no space could be freed). Writes of new data get ENOSPC before
+  // free space falls below it. 0 for a store that keeps nothing on disk.
+  virtual uint64_t reserved_bytes() const { return 0; }
+  // Asks the store to give back the disk space of inode ino's deleted blocks now, rather than at
+  // a later compaction (called when space is short). Default: nothing to do.
+  virtual Status ReclaimBlocks(uint64_t ino) { return Status::Ok(); }
+
   // ---- Records ----
   // NotFound if the key is absent. In kData this returns the raw value (data || tuples),
   // unverified.

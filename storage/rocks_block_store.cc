@@ -9,9 +9,12 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -21,6 +24,20 @@ namespace stablefs {
 namespace {
 
 namespace fs = std::filesystem;
+
+// RocksDB's warnings and errors go to stderr, with the program's other messages, instead of a
+// LOG file in the store: the store's disk may be full, and RocksDB aborts the process (an
+// assertion Debian's build keeps) when it appends to a log file whose last write failed.
+class StderrLogger : public rocksdb::Logger {
+ public:
+  explicit StderrLogger(rocksdb::InfoLogLevel level) : rocksdb::Logger(level) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char line[1024];
+    std::vsnprintf(line, sizeof(line), format, ap);
+    std::fprintf(stderr, "stablefs: rocksdb: %s\n", line);
+  }
+};
 
 rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 std::string_view ToView(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
@@ -46,7 +63,42 @@ Status FromRocks(const rocksdb::Status& s, const Context& context) {
   return Status::IOError(msg);
 }
 
-rocksdb::ColumnFamilyOptions SpaceOptions(Space s, const RocksOptions& o,
+// Memtable sizes, scaled down on a small disk: a flush needs as much free space as the
+// memtables hold, and that space is kept in reserve (see SpaceFor()).
+struct Budget {
+  uint64_t data_write_buffer;
+  uint64_t meta_write_buffer;
+  uint64_t max_wal;
+  uint64_t reserve;
+};
+
+// Memtable and WAL sizes, scaled down on a small disk, and the space kept in reserve for them:
+// a flush needs as much free space as the memtables hold, and the WAL's files stay until every
+// family with records in them has flushed.
+Budget SpaceFor(const std::string& path, const RocksOptions& o) {
+  uint64_t disk = 0;
+  struct statvfs sv;
+  if (statvfs(path.c_str(), &sv) == 0) disk = uint64_t{sv.f_blocks} * sv.f_frsize;
+  Budget b;
+  b.data_write_buffer = o.data_write_buffer_bytes;
+  b.meta_write_buffer = 16 << 20;
+  b.max_wal = o.max_wal_bytes;
+  uint64_t slack = 16 << 20;
+  if (disk > 0) {
+    b.data_write_buffer =
+        std::min<uint64_t>(b.data_write_buffer, std::max<uint64_t>(disk / 32, 1 << 20));
+    b.meta_write_buffer =
+        std::min<uint64_t>(b.meta_write_buffer, std::max<uint64_t>(disk / 256, 256 << 10));
+    b.max_wal = std::min<uint64_t>(b.max_wal, std::max<uint64_t>(disk / 16, 1 << 20));
+    slack = std::clamp<uint64_t>(disk / 32, 1 << 20, 16 << 20);
+  }
+  // Every family may hold two full memtables (one flushing).
+  b.reserve =
+      2 * (b.data_write_buffer + (kNumSpaces - 1) * b.meta_write_buffer) + b.max_wal + slack;
+  return b;
+}
+
+rocksdb::ColumnFamilyOptions SpaceOptions(Space s, const Budget& budget, const RocksOptions& o,
                                           const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::ColumnFamilyOptions cf;
   rocksdb::BlockBasedTableOptions table;
@@ -59,7 +111,7 @@ rocksdb::ColumnFamilyOptions SpaceOptions(Space s, const RocksOptions& o,
   if (s == Space::kData) {
     // Data is protected and already dense; compression would cost CPU on every flush.
     cf.compression = rocksdb::kNoCompression;
-    cf.write_buffer_size = o.data_write_buffer_bytes;
+    cf.write_buffer_size = budget.data_write_buffer;
     if (o.blob_files) {
       cf.enable_blob_files = true;
       cf.min_blob_size = 0;
@@ -69,7 +121,7 @@ rocksdb::ColumnFamilyOptions SpaceOptions(Space s, const RocksOptions& o,
       cf.blob_garbage_collection_age_cutoff = 0.25;
     }
   } else {
-    cf.write_buffer_size = 16 << 20;
+    cf.write_buffer_size = budget.meta_write_buffer;
   }
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   return cf;
@@ -139,10 +191,8 @@ Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   db_options.paranoid_checks = true;
   db_options.max_background_jobs = options.background_jobs;
   db_options.bytes_per_sync = 1 << 20;
-  // Small metadata families would otherwise pin every WAL file until the WAL reaches four times
-  // the memtable budget; past this size RocksDB flushes the families holding the oldest WAL.
-  db_options.max_total_wal_size = options.max_wal_bytes;
-  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  db_options.info_log_level = rocksdb::InfoLogLevel::ERROR_LEVEL;
+  db_options.info_log = std::make_shared<StderrLogger>(db_options.info_log_level);
   db_options.keep_log_file_num = 4;
   // RocksDB would fadvise(RANDOM) every table and blob file it opens, which turns off the
   // kernel's readahead: a sequential read of a file then costs one disk read per 4 KiB blob
@@ -150,6 +200,11 @@ Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   // for a random pattern, so leaving it on costs point lookups nothing.
   db_options.advise_random_on_open = false;
   auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  const Budget budget = SpaceFor(path_, options);
+  reserve_bytes_ = budget.reserve;
+  // Small metadata families would otherwise pin every WAL file until the WAL reaches four times
+  // the memtable budget; past this size RocksDB flushes the families holding the oldest WAL.
+  db_options.max_total_wal_size = budget.max_wal;
 
   std::vector<std::string> names;
   if (!create) {
@@ -167,7 +222,7 @@ Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (int i = 0; i < kNumSpaces; i++) {
     Space sp = static_cast<Space>(i);
-    descriptors.emplace_back(SpaceName(sp), SpaceOptions(sp, options, cache));
+    descriptors.emplace_back(SpaceName(sp), SpaceOptions(sp, budget, options, cache));
   }
   for (const std::string& name : names) {
     bool ours = false;
@@ -356,8 +411,30 @@ Status RocksBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
   return FromRocks(db_->Write(wo, &wb), [&] { return std::string("write to store " + path_); });
 }
 
+Status RocksBlockStore::ReclaimBlocks(uint64_t ino) {
+  const std::string begin = DataKey(ino, 0), end = DataKeyRangeEnd(ino, UINT64_MAX);
+  rocksdb::Slice b(begin), e(end);
+  rocksdb::CompactRangeOptions co;
+  // Blob files referenced only by the compacted range become garbage and are deleted; live
+  // blobs of other files in them stay where they are (garbage collection moves those later).
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (Space sp : {Space::kData, Space::kBlockMap}) {
+    STABLEFS_RETURN_IF_ERROR(FromRocks(db_->CompactRange(co, cf(sp), &b, &e), [&] {
+      return "compaction of inode " + std::to_string(ino) + " in store " + path_;
+    }));
+  }
+  return Status::Ok();
+}
+
 Status RocksBlockStore::DoSync() {
-  return FromRocks(db_->SyncWAL(), [&] { return std::string("sync of store " + path_); });
+  // An empty write with sync set, rather than DB::SyncWAL(): it joins RocksDB's write group, so
+  // syncs from several threads share one fsync of the WAL (group commit), and it returns the
+  // store's background error once a write has failed, where SyncWAL() touches the failed WAL
+  // writer again and RocksDB aborts on an assertion (a full disk killed the daemon that way).
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::WriteBatch empty;
+  return FromRocks(db_->Write(wo, &empty), [&] { return std::string("sync of store " + path_); });
 }
 
 }  // namespace stablefs

@@ -57,6 +57,11 @@ class RocksBlockStore : public BlockStore {
   ~RocksBlockStore() override;
 
   const std::string& path() const { return path_; }
+  uint64_t reserved_bytes() const override { return reserve_bytes_; }
+  // Compacts the data and block map ranges of ino, so that blob files holding only its deleted
+  // blocks are removed.
+  Status ReclaimBlocks(uint64_t ino) override;
+
   // A RocksDB property of the data column family (e.g. "rocksdb.stats"); empty if unknown.
   std::string DataProperty(const std::string& name) const;
 
@@ -80,6 +85,7 @@ class RocksBlockStore : public BlockStore {
   rocksdb::ColumnFamilyHandle* cf(Space s) const { return handles_[static_cast<int>(s)]; }
 
   const std::string path_;
+  uint64_t reserve_bytes_ = 0;  // see BlockStore::reserved_bytes(); set by OpenDb
   rocksdb::DB* db_ = nullptr;
   // Indexed by Space; handles_ beyond kNumSpaces are column families this build does not know.
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;

@@ -7,7 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -227,12 +230,34 @@ TEST(PageCacheTest, SmallCacheEvictsCleanPagesAndThrottlesWriters) {
   o.dirty_percent = 20;
   CacheFixture f(o);
   AddressSpace* as = f.NewFile(8);
+  // Writeback holds its first batch until a writer has been throttled, so the writer must meet
+  // the dirty limit (with writeback running free, whether it does depends on timing).
+  std::mutex mu;
+  std::condition_variable cv;
+  bool released = false;
+  f.cache_->TEST_SetWritebackHook([&](AddressSpace*, uint64_t, size_t) {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return released; });
+  });
   std::mt19937_64 rng(3);
   std::string data = RandomBytes(rng, 512 * kPageSize);  // 8x the cache
-  for (size_t pos = 0; pos < data.size(); pos += 3 * kPageSize) {
-    f.Write(as, pos, data.substr(pos, 3 * kPageSize));
-    EXPECT_LE(f.cache_->nr_dirty() + f.cache_->nr_writeback(), 64u);
+  std::thread writer([&] {
+    for (size_t pos = 0; pos < data.size(); pos += 3 * kPageSize) {
+      f.Write(as, pos, data.substr(pos, 3 * kPageSize));
+      EXPECT_LE(f.cache_->nr_dirty() + f.cache_->nr_writeback(), 64u);
+    }
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (f.cache_->counters().dirty_throttle_waits == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
   }
+  {
+    std::lock_guard<std::mutex> l(mu);
+    released = true;
+  }
+  cv.notify_all();
+  writer.join();
   EXPECT_EQ(f.Read(as, 0, data.size()), data);
   PageCacheCounters c = f.cache_->counters();
   EXPECT_GT(c.pages_evicted, 0u);

@@ -100,12 +100,14 @@ TEST_F(CompareTest, FsyncedDataSurvivesACrashUnlessTheStoreLosesIt) {
   EXPECT_EQ(Verdict(lost, "fsync-crash", "stablefs"), "broken") << lost.json;
 }
 
-// The daemon does not survive its store filling up yet: RocksDB (Debian's build keeps its
-// assertions) aborts in WritableFileWriter when the store syncs after a failed WAL append, so
-// fsync sees ENOTCONN and the check says broken. Full stores are issue 8's (reliability).
-TEST_F(CompareTest, DISABLED_WritebackErrorOnAFullStoreReachesFsync) {
+// The store's disk fills up below it after the write was accepted. The daemon must live and
+// answer (before the store kept a reserve and logged to stderr, RocksDB aborted it on its full
+// disk and fsync met ENOTCONN: "broken"). Whether writeback fails at all depends on what the
+// store preallocated for its WAL, so "kept" and "not measurable" are both right answers here.
+TEST_F(CompareTest, AFullStoreDiskDoesNotKillTheDaemon) {
   Outcome o = Compare({"--fs", "stablefs", "--checks", "4"});
-  EXPECT_EQ(Verdict(o, "writeback-error", "stablefs"), "kept") << o.json;
+  EXPECT_NE(Verdict(o, "writeback-error", "stablefs"), "broken") << o.json;
+  EXPECT_EQ(o.json.find("ENOTCONN"), std::string::npos) << o.json;
 }
 
 TEST_F(CompareTest, Ext4ReturnsDamageSilentlyKeepsFsyncAndReportsWritebackErrors) {

@@ -44,10 +44,20 @@ inline int Run(const std::string& cmd) {
 // A store and a mount point in a temporary directory, and the daemon serving them.
 class Mount {
  public:
-  explicit Mount(std::vector<std::string> options = {}) : options_(std::move(options)) {
+  // store_disk_bytes > 0 puts the store on a tmpfs of that size (a small disk to fill).
+  explicit Mount(std::vector<std::string> options = {}, uint64_t store_disk_bytes = 0)
+      : options_(std::move(options)) {
     store_ = dir_.Sub("store");
     mnt_ = dir_.Sub("mnt");
     mkdir(mnt_.c_str(), 0755);
+    if (store_disk_bytes > 0) {
+      mkdir(store_.c_str(), 0755);
+      if (Run("mount -t tmpfs -o size=" + std::to_string(store_disk_bytes) + " tmpfs " + store_) !=
+          0) {
+        return;  // mkfs_status_ stays -1: Start() fails
+      }
+      store_disk_ = true;
+    }
     mkfs_status_ = Run(std::string(MKFS_BIN) + " -q " + store_);
   }
   ~Mount() {
@@ -56,6 +66,7 @@ class Mount {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
     }
+    if (store_disk_) Run("umount " + store_);
   }
 
   const std::string& store() const { return store_; }
@@ -113,6 +124,7 @@ class Mount {
   TempDir dir_;
   std::vector<std::string> options_;
   std::string store_, mnt_;
+  bool store_disk_ = false;
   int mkfs_status_ = -1;
   pid_t pid_ = -1;
 };

@@ -213,7 +213,11 @@ class StablefsTarget : public Target {
   }
 
   std::unique_ptr<Target> CloneIn(const std::string& dir) const override {
-    auto t = std::make_unique<StablefsTarget>(progs_, dir, options_);
+    // The clone serves check 4: written pages stay dirty (the default cache, no expiry) until
+    // the fsync, which must meet the failure below the store. The user's options come after.
+    std::string options = "writeback_expire_ms=600000,cache_size=256M";
+    if (!options_.empty()) options += "," + options_;
+    auto t = std::make_unique<StablefsTarget>(progs_, dir, options);
     t->test_damage = test_damage;
     return t;
   }
