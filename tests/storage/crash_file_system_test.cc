@@ -300,5 +300,101 @@ TEST(CrashFileSystemStoreTest, APowerCutAfterEveryWriteOrSyncLosesNothingSynced)
   EXPECT_GT(cut_in_workload, kBatches);
 }
 
+// ---- Unlogged writes (WriteBatch::set_unlogged) across a power cut ----
+
+class UnloggedWriteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    {
+      std::unique_ptr<RocksBlockStore> s;
+      ASSERT_TRUE(
+          RocksBlockStore::Create(path_, CreateOptions(), SmallRocksOptions(nullptr), &s).ok());
+    }
+    ASSERT_TRUE(RocksBlockStore::Open(path_, SmallRocksOptions(env_.get()), &store_).ok());
+  }
+  // Inode 7's block 1 and its record, as writeback commits them.
+  Status PutBlockAndRecord(const std::string& record, bool unlogged) {
+    WriteBatch b;
+    b.set_unlogged(unlogged);
+    std::string tuples(store_->tuple_bytes_per_block(), '\0');
+    store_->GenerateBlockPi(7, 1, block_.data(), tuples.data());
+    b.PutBlock(7, 1, block_.data(), tuples.data());
+    b.Put(Space::kInode, InodeKey(7), record);
+    return store_->Write(b);
+  }
+  Status PutRecord(uint64_t ino, const std::string& record) {
+    WriteBatch b;
+    b.Put(Space::kInode, InodeKey(ino), record);
+    return store_->Write(b);
+  }
+  // Cuts the power, recovers the files and reopens the store without the crash file system.
+  void CrashAndReopen() {
+    fs_->CutPower();
+    store_.reset();
+    ASSERT_TRUE(fs_->RecoverFromPowerCut().ok());
+    ASSERT_TRUE(RocksBlockStore::Open(path_, SmallRocksOptions(nullptr), &store_).ok());
+  }
+  std::string Record(uint64_t ino) {
+    std::string v;
+    Status s = store_->Get(Space::kInode, InodeKey(ino), &v);
+    return s.ok() ? v : s.IsNotFound() ? "<none>" : s.ToString();
+  }
+  // "data", "hole" or "lost" (a block map entry without its data: Corruption), or the error.
+  std::string Block() {
+    std::string data(kBlockSize, '\0');
+    bool present = false;
+    Status s = store_->ReadBlocks(7, 1, 1, data.data(), &present);
+    if (s.IsCorruption()) return "lost";
+    if (!s.ok()) return s.ToString();
+    if (!present) return "hole";
+    return data == block_ ? "data" : "wrong data";
+  }
+
+  TempDir dir_;
+  const std::string path_ = dir_.Sub("store");
+  std::shared_ptr<CrashFileSystem> fs_ = std::make_shared<CrashFileSystem>();
+  std::unique_ptr<rocksdb::Env> env_ = NewCrashEnv(fs_);
+  std::unique_ptr<RocksBlockStore> store_;
+  const std::string block_ = stablefs::Block(77);
+};
+
+TEST_F(UnloggedWriteTest, LostAsAWholeWithoutASync) {
+  ASSERT_TRUE(PutBlockAndRecord("u", /*unlogged=*/true).ok());
+  ASSERT_TRUE(PutRecord(8, "other").ok());  // logged, another inode: no flush
+  CrashAndReopen();
+  EXPECT_EQ(Record(7), "<none>");
+  EXPECT_EQ(Block(), "hole");  // not "lost": the block map entry went with the data
+}
+
+TEST_F(UnloggedWriteTest, DurableAfterSync) {
+  ASSERT_TRUE(PutBlockAndRecord("u", /*unlogged=*/true).ok());
+  ASSERT_TRUE(store_->Sync().ok());
+  CrashAndReopen();
+  EXPECT_EQ(Record(7), "u");
+  EXPECT_EQ(Block(), "data");
+}
+
+TEST_F(UnloggedWriteTest, ALoggedRecordOfTheSameInodeFlushesItFirst) {
+  ASSERT_TRUE(PutBlockAndRecord("u", /*unlogged=*/true).ok());
+  // Logged but not synced: if it survived alone its record would speak of a block that did
+  // not, so the unlogged write is made durable before it.
+  ASSERT_TRUE(PutRecord(7, "l").ok());
+  CrashAndReopen();
+  EXPECT_EQ(Block(), "data");
+  const std::string r = Record(7);
+  EXPECT_TRUE(r == "u" || r == "l") << r;
+}
+
+TEST_F(UnloggedWriteTest, LoggedWritesKeepTheirOrderAroundIt) {
+  ASSERT_TRUE(PutRecord(9, "before").ok());
+  ASSERT_TRUE(PutBlockAndRecord("u", /*unlogged=*/true).ok());
+  ASSERT_TRUE(PutRecord(9, "after").ok());
+  ASSERT_TRUE(store_->Sync().ok());
+  CrashAndReopen();
+  EXPECT_EQ(Record(9), "after");
+  EXPECT_EQ(Record(7), "u");
+  EXPECT_EQ(Block(), "data");
+}
+
 }  // namespace
 }  // namespace stablefs
