@@ -61,9 +61,9 @@ std::string FsckReport::ToJson() const {
 }
 
 Status Fsck(BlockStore* store, bool repair, FsckReport* r, const FsckProgress& progress) {
-  // Progress every 1024 records: often enough for a terminal, cheap beside the records.
+  // Progress every 256 records: often enough for a terminal, cheap beside the records.
   auto tick = [&](const char* phase, uint64_t done, uint64_t total) {
-    if (progress && done % 1024 == 0) progress(phase, done, total);
+    if (progress && done % 256 == 0) progress(phase, done, total);
   };
   WriteBatch fix;
   std::map<uint64_t, InodeRecord> inodes;
