@@ -12,8 +12,6 @@
 
 namespace stablefs {
 
-namespace {
-
 std::string JsonEscape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -30,6 +28,8 @@ std::string JsonEscape(const std::string& s) {
   }
   return out;
 }
+
+namespace {
 
 struct Entry {
   uint64_t parent;
@@ -60,7 +60,11 @@ std::string FsckReport::ToJson() const {
   return s + "], \"exit\": " + std::to_string(ExitCode()) + "}";
 }
 
-Status Fsck(BlockStore* store, bool repair, FsckReport* r) {
+Status Fsck(BlockStore* store, bool repair, FsckReport* r, const FsckProgress& progress) {
+  // Progress every 256 records: often enough for a terminal, cheap beside the records.
+  auto tick = [&](const char* phase, uint64_t done, uint64_t total) {
+    if (progress && done % 256 == 0) progress(phase, done, total);
+  };
   WriteBatch fix;
   std::map<uint64_t, InodeRecord> inodes;
   std::map<uint64_t, std::string> paths;
@@ -81,6 +85,7 @@ Status Fsck(BlockStore* store, bool repair, FsckReport* r) {
       store->Scan(Space::kInode, "", "", [&](std::string_view k, std::string_view v) {
         uint64_t ino = 0;
         InodeRecord rec;
+        tick("inodes", inodes.size() + 1, 0);
         if (!ParseInodeKey(k, &ino)) {
           problem(0, 0, "malformed inode key", false);
         } else if (Status s = rec.DecodeFrom(v); !s.ok()) {
@@ -107,6 +112,7 @@ Status Fsck(BlockStore* store, bool repair, FsckReport* r) {
         uint64_t parent;
         std::string_view name;
         DirentRecord d;
+        tick("entries", entries.size() + 1, 0);
         if (!ParseNameKey(k, &parent, &name) || !d.DecodeFrom(v).ok()) {
           problem(0, 0, "malformed directory entry", false);
           return true;
@@ -292,10 +298,15 @@ Status Fsck(BlockStore* store, bool repair, FsckReport* r) {
 
   // Every block against its tuples; every block map entry against the data.
   const size_t tb = store->tuple_bytes_per_block();
+  uint64_t expected_blocks = 0;
+  for (const auto& [ino, rec] : inodes) {
+    if (S_ISREG(rec.mode)) expected_blocks += rec.blocks;
+  }
   STABLEFS_RETURN_IF_ERROR(
       store->Scan(Space::kData, "", "", [&](std::string_view k, std::string_view v) {
         uint64_t ino, index;
         r->blocks++;
+        tick("blocks", r->blocks, expected_blocks);
         if (!ParseDataKey(k, &ino, &index) || v.size() != kBlockSize + tb) {
           problem(0, 0, "malformed data record", false);
           return true;

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,8 +37,16 @@ struct FsckReport {
   std::string ToJson() const;
 };
 
+// s with the characters JSON strings may not hold escaped.
+std::string JsonEscape(const std::string& s);
+
+// Told now and then how far a check has come: the phase ("inodes", "entries", "blocks"), the
+// records done in it, and their expected total (0 if unknown).
+using FsckProgress = std::function<void(const char* phase, uint64_t done, uint64_t total)>;
+
 // Checks `store` (unmounted); with repair, fixes what can be fixed without guessing. Returns a
 // non-Ok status only when the check itself cannot proceed.
-Status Fsck(BlockStore* store, bool repair, FsckReport* report);
+Status Fsck(BlockStore* store, bool repair, FsckReport* report,
+            const FsckProgress& progress = nullptr);
 
 }  // namespace stablefs

@@ -17,12 +17,14 @@
 
 #include <linux/fs.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
 #include <vector>
 
 #include "fs/acl.h"
+#include "fs/scrub_ioctl.h"
 #include "fs/stats.h"
 
 namespace stablefs {
@@ -405,11 +407,87 @@ void ReplySetFlags(fuse_req_t req, fuse_ino_t ino, uint32_t flags) {
   fuse_reply_ioctl(req, 0, nullptr, 0);
 }
 
+// Copies at most n - 1 bytes of s and a NUL.
+void CopyCString(char* dst, size_t n, const std::string& s) {
+  const size_t len = std::min(s.size(), n - 1);
+  std::memcpy(dst, s.data(), len);
+  dst[len] = '\0';
+}
+
+void ReplyScrubStart(fuse_req_t req, const void* in_buf) {
+  StablefsScrubStart start;
+  std::memcpy(&start, in_buf, sizeof(start));
+  Status s =
+      Ctx(req)->scrubber->Start(ScrubOptions{.rate_bytes_per_sec = start.rate_bytes_per_sec});
+  if (!s.ok()) {
+    fuse_reply_err(req, s.IsBusy() ? EBUSY : EIO);
+    return;
+  }
+  start.generation = Ctx(req)->scrubber->progress().generation;
+  fuse_reply_ioctl(req, 0, &start, sizeof(start));
+}
+
+void ReplyScrubStatus(fuse_req_t req, const void* in_buf) {
+  auto st = std::make_unique<StablefsScrubStatus>();
+  std::memcpy(st.get(), in_buf, sizeof(*st));
+  Scrubber* scrubber = Ctx(req)->scrubber;
+  const ScrubProgress p = scrubber->progress();
+  if (st->generation != p.generation) {
+    fuse_reply_err(req, ESTALE);
+    return;
+  }
+  const uint64_t first = st->first_problem;
+  std::memset(st.get(), 0, sizeof(*st));
+  st->generation = p.generation;
+  st->first_problem = first;
+  st->state = static_cast<uint32_t>(p.state);
+  st->blocks_total = p.blocks_total;
+  st->blocks_checked = p.blocks_checked;
+  st->bytes_checked = p.bytes_checked;
+  st->problems = p.problems;
+  st->elapsed_ns = p.elapsed_ns;
+  CopyCString(st->error, sizeof(st->error), p.error);
+  // The report is complete (paths found) only once the scrub has ended.
+  if (p.state != ScrubState::kRunning) {
+    const std::vector<ScrubProblem> page = scrubber->problems(first, kScrubRecordsPerCall);
+    st->nrecords = static_cast<uint32_t>(page.size());
+    for (size_t i = 0; i < page.size(); i++) {
+      StablefsScrubRecord& r = st->records[i];
+      r.ino = page[i].ino;
+      r.offset = page[i].offset;
+      r.has_values = page[i].has_values;
+      r.expected = page[i].expected;
+      r.found = page[i].found;
+      CopyCString(r.field, sizeof(r.field), page[i].field);
+      CopyCString(r.what, sizeof(r.what), page[i].what);
+      if (page[i].path.size() < sizeof(r.path)) CopyCString(r.path, sizeof(r.path), page[i].path);
+    }
+  }
+  fuse_reply_ioctl(req, 0, st.get(), sizeof(*st));
+}
+
 void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, struct fuse_file_info*,
               unsigned flags, const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
   if (flags & FUSE_IOCTL_COMPAT) {
     fuse_reply_err(req, ENOSYS);
     return;
+  }
+  if (Ctx(req)->scrubber != nullptr) {
+    if (cmd == STABLEFS_IOC_SCRUB_START && in_bufsz >= sizeof(StablefsScrubStart) &&
+        out_bufsz >= sizeof(StablefsScrubStart)) {
+      ReplyScrubStart(req, in_buf);
+      return;
+    }
+    if (cmd == STABLEFS_IOC_SCRUB_STATUS && in_bufsz >= sizeof(StablefsScrubStatus) &&
+        out_bufsz >= sizeof(StablefsScrubStatus)) {
+      ReplyScrubStatus(req, in_buf);
+      return;
+    }
+    if (cmd == STABLEFS_IOC_SCRUB_CANCEL) {
+      Ctx(req)->scrubber->Cancel();
+      fuse_reply_ioctl(req, 0, nullptr, 0);
+      return;
+    }
   }
   if (cmd == STABLEFS_IOC_STATS && out_bufsz >= sizeof(StablefsStats)) {
     Filesystem* fs = Fs(req);

@@ -6,6 +6,7 @@
 #include <fuse_lowlevel.h>
 
 #include "fs/filesystem.h"
+#include "fs/scrub.h"
 
 namespace stablefs {
 
@@ -16,6 +17,8 @@ struct FuseContext {
   double entry_timeout = 1.0;
   // For notifications to the kernel (cached attributes made stale by an ioctl).
   struct fuse_session* se = nullptr;
+  // Scrubs the store for stablefsctl scrub (fs/scrub_ioctl.h); null: the ioctls get ENOTTY.
+  Scrubber* scrubber = nullptr;
 };
 
 // The operation table; the session's userdata must be a FuseContext*.

@@ -25,6 +25,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -140,6 +142,9 @@ int main(int argc, char** argv) {
     Usage(argv[0]);
     return Fail("STORE and MOUNTPOINT are required");
   }
+  // The daemon leaves its working directory for "/" when it detaches, and RocksDB opens files
+  // of the store long after Open(): a relative store path would name files that are not there.
+  cfg.store = std::filesystem::absolute(cfg.store).lexically_normal().string();
 
   stablefs::FilesystemOptions fs_options;
   fs_options.store_path = cfg.store;
@@ -201,8 +206,11 @@ int main(int argc, char** argv) {
   s = stablefs::Filesystem::Open(store.get(), fs_options, &fs);
   if (!s.ok()) return Fail(s.ToString());
 
+  // The scrub reads the store only; it ends before the filesystem shuts down.
+  auto scrubber = std::make_unique<stablefs::Scrubber>(store.get());
   stablefs::FuseContext ctx;
   ctx.fs = fs.get();
+  ctx.scrubber = scrubber.get();
   ctx.attr_timeout = ctx.entry_timeout = cfg.attr_timeout;
   struct fuse_session* se =
       fuse_session_new(&args, stablefs::StablefsLowlevelOps(), sizeof(fuse_lowlevel_ops), &ctx);
@@ -247,6 +255,7 @@ int main(int argc, char** argv) {
   fuse_remove_signal_handlers(se);
   fuse_session_destroy(se);
 
+  scrubber.reset();  // cancels a running scrub and waits for it
   // Write back and sync everything before the store closes.
   s = fs->Shutdown();
   fs.reset();

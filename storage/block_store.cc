@@ -123,15 +123,18 @@ void BlockStore::GenerateBlockPi(uint64_t ino, uint64_t index, const void* data,
   pi::Generate(p, data, kBlockSize, FirstSectorOfBlock(p, index), pi::AppTagForOwner(ino), tuples);
 }
 
+bool BlockStore::CheckBlockPi(uint64_t ino, uint64_t index, const void* data, const void* tuples,
+                              pi::Mismatch* m) const {
+  const pi::Profile& p = profile();
+  return pi::Verify(p, data, kBlockSize, tuples, FirstSectorOfBlock(p, index),
+                    pi::AppTagForOwner(ino), m);
+}
+
 Status BlockStore::VerifyBlockPi(uint64_t ino, uint64_t index, const void* data,
                                  const void* tuples) const {
-  const pi::Profile& p = profile();
   pi::Mismatch m;
-  if (pi::Verify(p, data, kBlockSize, tuples, FirstSectorOfBlock(p, index), pi::AppTagForOwner(ino),
-                 &m)) {
-    return Status::Ok();
-  }
-  return Status::Protection(pi::DescribeMismatch(p, ino, index * kBlockSize, m));
+  if (CheckBlockPi(ino, index, data, tuples, &m)) return Status::Ok();
+  return Status::Protection(pi::DescribeMismatch(profile(), ino, index * kBlockSize, m));
 }
 
 Status BlockStore::ReadBlocks(uint64_t ino, uint64_t first, size_t n, char* data, bool* present) {
@@ -195,6 +198,12 @@ Status BlockStore::ReadBlockRaw(uint64_t ino, uint64_t index, std::string* data,
                             (state == BlockState::kLost ? " is missing" : " is a hole"));
   }
   return Status::Ok();
+}
+
+Status BlockStore::StateOfBlock(uint64_t ino, uint64_t index, BlockState* state) {
+  std::string data(kBlockSize, '\0'), tuples(tuple_bytes_per_block(), '\0');
+  char* block = data.data();
+  return DoReadBlocks(ino, index, 1, &block, tuples.data(), state);
 }
 
 Status BlockStore::ScanBlockMap(uint64_t ino, uint64_t first, uint64_t end,

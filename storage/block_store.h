@@ -182,6 +182,9 @@ class BlockStore {
 
   // One block's stored data and tuples, unverified (inspect, fsck, scrub). NotFound for a hole.
   Status ReadBlockRaw(uint64_t ino, uint64_t index, std::string* data, std::string* tuples);
+  // Whether block `index` of ino is present, a hole or lost, judged from one consistent view of
+  // data and block map (a scrub's second look at a block-map entry its data scan did not see).
+  Status StateOfBlock(uint64_t ino, uint64_t index, BlockState* state);
 
   // Applies the batch atomically. With verify_pi, every PutBlock is checked first and a mismatch
   // rejects the whole batch (nothing is written) with Protection.
@@ -195,6 +198,10 @@ class BlockStore {
   void GenerateBlockPi(uint64_t ino, uint64_t index, const void* data, void* tuples) const;
   // Ok, or Protection naming inode, offset, field, expected and received.
   Status VerifyBlockPi(uint64_t ino, uint64_t index, const void* data, const void* tuples) const;
+  // As VerifyBlockPi, for callers that report the mismatch field by field (scrub): true if the
+  // block passes, else false with *m describing its first failing interval.
+  bool CheckBlockPi(uint64_t ino, uint64_t index, const void* data, const void* tuples,
+                    pi::Mismatch* m) const;
 
   StoreCounters counters() const;
 

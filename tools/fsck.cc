@@ -10,15 +10,18 @@
 //
 // Exit status as e2fsck's: 0 clean, 1 errors fixed, 4 errors left uncorrected, 8 operational
 // error (the store cannot be opened, bad usage). A daemon still finishing its unmount is waited
-// for up to 10 s. fs/fsck.h says what is checked.
+// for up to 10 s. fs/fsck.h says what is checked. On a terminal, a progress line on stderr is
+// rewritten as the check goes and erased before the report.
 #include "fs/fsck.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "storage/rocks_block_store.h"
+#include "tools/progress.h"
 
 int main(int argc, char** argv) {
   bool repair = false, json = false;
@@ -51,7 +54,21 @@ int main(int argc, char** argv) {
     return 8;
   }
   stablefs::FsckReport report;
-  s = stablefs::Fsck(store.get(), repair, &report);
+  {
+    stablefs::ProgressLine line;
+    auto progress = [&](const char* phase, uint64_t done, uint64_t total) {
+      char buf[96];
+      if (total > 0) {
+        std::snprintf(buf, sizeof(buf), "fsck.stablefs: %s %" PRIu64 "/%" PRIu64 " (%.0f%%)", phase,
+                      done, total, std::min(100.0, 100.0 * done / total));
+      } else {
+        std::snprintf(buf, sizeof(buf), "fsck.stablefs: %s %" PRIu64, phase, done);
+      }
+      line.Update(buf);
+    };
+    s = stablefs::Fsck(store.get(), repair, &report,
+                       line.enabled() ? stablefs::FsckProgress(progress) : nullptr);
+  }
   if (!s.ok()) {
     std::fprintf(stderr, "fsck.stablefs: %s\n", s.ToString().c_str());
     return 8;

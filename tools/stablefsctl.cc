@@ -1,10 +1,17 @@
 // stablefsctl: look into a stablefs store.
 //
-//   stablefsctl inspect STORE PATH [--offset N]   an inode, its blocks, and for the block holding
+//   stablefsctl inspect STORE PATH [--offset N] [--json]
+//                                                 an inode, its blocks, and for the block holding
 //                                                 byte N (default 0) the stored tuples beside the
 //                                                 tuples recomputed from its data
 //   stablefsctl verify STORE                      checks every data block against its tuples and
 //                                                 every block map entry against the data
+//   stablefsctl scrub [--rate MB/s] [--json] STORE-or-MOUNTPOINT
+//                                                 checks every data block against its tuples and
+//                                                 every block map entry against the data, on a
+//                                                 mounted filesystem by its daemon while it is in
+//                                                 use (fs/scrub.h), on an unmounted store here;
+//                                                 at most --rate MB/s (default 100, 0: no limit)
 //   stablefsctl stats MOUNTPOINT [--json]         the running daemon's counters: one
 //                                                 "name value" per line, or one JSON object
 //   stablefsctl sync MOUNTPOINT                   writes back and syncs the whole filesystem
@@ -34,23 +41,30 @@
 //                                                 60 s): umount returns before a FUSE daemon
 //                                                 has finished writing back and closing
 //
-// inspect and verify open the store, so it must not be mounted (a daemon finishing its unmount is
-// waited for up to 10 s). Exit status: 0 clean, 4 damage found, 8 an operational error (the store
-// cannot be opened, a path does not exist, bad usage), as fsck's.
+// inspect, verify and corrupt open the store, so it must not be mounted (a daemon finishing its
+// unmount is waited for up to 10 s). Exit status: 0 clean, 4 damage found, 8 an operational error
+// (the store cannot be opened, a path does not exist, bad usage), as fsck's.
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cinttypes>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "fs/fsck.h"
+#include "fs/scrub.h"
+#include "fs/scrub_ioctl.h"
 #include "fs/stats.h"
 #include "storage/rocks_block_store.h"
 #include "tools/compare/compare.h"
+#include "tools/progress.h"
 
 namespace {
 
@@ -65,8 +79,9 @@ int Fail(const std::string& msg) {
 
 void Usage() {
   std::fprintf(stderr,
-               "usage: stablefsctl inspect STORE PATH [--offset N]\n"
+               "usage: stablefsctl inspect STORE PATH [--offset N] [--json]\n"
                "       stablefsctl verify STORE\n"
+               "       stablefsctl scrub [--rate MB/s] [--json] STORE-or-MOUNTPOINT\n"
                "       stablefsctl stats MOUNTPOINT [--json]\n"
                "       stablefsctl sync MOUNTPOINT\n"
                "       stablefsctl corrupt STORE PATH --offset N --what "
@@ -103,7 +118,61 @@ void PrintTuple(const pi::Profile& p, const char* label, const pi::Tuple& t) {
               t.guard, t.app_tag, rw, t.ref_tag);
 }
 
-int Inspect(BlockStore* store, const std::string& path, uint64_t offset) {
+std::string Hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
+  return buf;
+}
+
+std::string TupleJson(const pi::Tuple& t) {
+  return "{\"guard\": \"" + Hex(t.guard) + "\", \"app\": \"" + Hex(t.app_tag) + "\", \"ref\": \"" +
+         Hex(t.ref_tag) + "\"}";
+}
+
+// The runs of blocks an inode holds, as [first, last] block indexes.
+Status BlockRuns(BlockStore* store, uint64_t ino,
+                 std::vector<std::pair<uint64_t, uint64_t>>* runs) {
+  return store->ScanBlockMap(ino, 0, UINT64_MAX, [&](uint64_t index) {
+    if (!runs->empty() && runs->back().second + 1 == index) {
+      runs->back().second = index;
+    } else {
+      runs->emplace_back(index, index);
+    }
+    return true;
+  });
+}
+
+// What inspect shows of the block holding the offset asked for.
+struct InspectedBlock {
+  uint64_t index = 0;
+  std::string state;  // "present", or why not
+  std::vector<pi::Tuple> stored, computed;
+  std::string verification;  // "ok" or the mismatch
+};
+
+Status InspectBlock(BlockStore* store, uint64_t ino, uint64_t index, InspectedBlock* b) {
+  b->index = index;
+  std::string data, tuples;
+  Status s = store->ReadBlockRaw(ino, index, &data, &tuples);
+  if (s.IsNotFound()) {
+    b->state = s.message();
+    return Status::Ok();
+  }
+  STABLEFS_RETURN_IF_ERROR(s);
+  b->state = "present";
+  const pi::Profile& p = store->profile();
+  std::string fresh(tuples.size(), '\0');
+  store->GenerateBlockPi(ino, index, data.data(), fresh.data());
+  for (size_t i = 0; i < TuplesPerBlock(p); i++) {
+    b->stored.push_back(pi::DecodeTuple(p, tuples.data() + i * p.tuple_size()));
+    b->computed.push_back(pi::DecodeTuple(p, fresh.data() + i * p.tuple_size()));
+  }
+  s = store->VerifyBlockPi(ino, index, data.data(), tuples.data());
+  b->verification = s.ok() ? "ok" : s.message();
+  return Status::Ok();
+}
+
+int Inspect(BlockStore* store, const std::string& path, uint64_t offset, bool json) {
   uint64_t ino;
   Status s = Resolve(store, path, &ino);
   if (!s.ok()) return Fail(s.ToString());
@@ -113,37 +182,79 @@ int Inspect(BlockStore* store, const std::string& path, uint64_t offset) {
   InodeRecord r;
   s = r.DecodeFrom(v);
   if (!s.ok()) return Fail("inode " + std::to_string(ino) + ": " + s.ToString());
-  uint64_t nblocks = 0;
-  s = store->CountBlocks(ino, 0, UINT64_MAX, &nblocks);
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  s = BlockRuns(store, ino, &runs);
   if (!s.ok()) return Fail(s.ToString());
+  uint64_t nblocks = 0;
+  for (const auto& [first, last] : runs) nblocks += last - first + 1;
   const pi::Profile& p = store->profile();
+  InspectedBlock b;
+  const bool regular = S_ISREG(r.mode);
+  if (regular) {
+    s = InspectBlock(store, ino, offset / kBlockSize, &b);
+    if (!s.ok()) return Fail(s.ToString());
+  }
+  const int exit = b.verification.empty() || b.verification == "ok" ? kClean : kDamage;
+  if (json) {
+    std::string out =
+        "{\"path\": \"" + JsonEscape(path) + "\", \"inode\": " + std::to_string(ino) +
+        ", \"mode\": " + std::to_string(r.mode) + ", \"links\": " + std::to_string(r.nlink) +
+        ", \"uid\": " + std::to_string(r.uid) + ", \"gid\": " + std::to_string(r.gid) +
+        ", \"size\": " + std::to_string(r.size) +
+        ", \"blocks_in_store\": " + std::to_string(nblocks) +
+        ", \"blocks_recorded\": " + std::to_string(r.blocks) + ", \"protection\": \"" +
+        JsonEscape(p.ToString()) + "\", \"app_tag\": \"" + Hex(pi::AppTagForOwner(ino)) +
+        "\", \"runs\": [";
+    for (size_t i = 0; i < runs.size(); i++) {
+      out += (i ? ", [" : "[") + std::to_string(runs[i].first) + ", " +
+             std::to_string(runs[i].second) + "]";
+    }
+    out += "]";
+    if (regular) {
+      out += ", \"block\": {\"index\": " + std::to_string(b.index) +
+             ", \"offset\": " + std::to_string(b.index * kBlockSize) + ", \"state\": \"" +
+             JsonEscape(b.state) + "\", \"intervals\": [";
+      for (size_t i = 0; i < b.stored.size(); i++) {
+        out += (i ? ", " : "") + std::string("{\"sector\": ") +
+               std::to_string(FirstSectorOfBlock(p, b.index) + i) +
+               ", \"stored\": " + TupleJson(b.stored[i]) +
+               ", \"computed\": " + TupleJson(b.computed[i]) + "}";
+      }
+      out += "]";
+      if (!b.verification.empty())
+        out += ", \"verification\": \"" + JsonEscape(b.verification) + "\"";
+      out += "}";
+    }
+    std::printf("%s, \"exit\": %d}\n", out.c_str(), exit);
+    return exit;
+  }
   std::printf("%s: inode %" PRIu64 "\n  mode %06o  links %u  uid %u  gid %u\n", path.c_str(), ino,
               r.mode, r.nlink, r.uid, r.gid);
   std::printf("  size %" PRIu64 "  blocks in the store %" PRIu64 " (record says %" PRIu64 ")\n",
               r.size, nblocks, r.blocks);
   std::printf("  protection %s, application tag 0x%04x\n", p.ToString().c_str(),
               pi::AppTagForOwner(ino));
-  if (!S_ISREG(r.mode)) return kClean;
-  const uint64_t index = offset / kBlockSize;
-  std::string data, tuples;
-  s = store->ReadBlockRaw(ino, index, &data, &tuples);
-  if (s.IsNotFound()) {
-    std::printf("  block %" PRIu64 " (offset %" PRIu64 "): %s\n", index, index * kBlockSize,
-                s.message().c_str());
+  if (!runs.empty()) {
+    std::printf("  blocks");
+    for (size_t i = 0; i < runs.size() && i < 16; i++) {
+      std::printf(" %" PRIu64 "-%" PRIu64, runs[i].first, runs[i].second);
+    }
+    std::printf("%s\n", runs.size() > 16 ? " ..." : "");
+  }
+  if (!regular) return kClean;
+  if (b.state != "present") {
+    std::printf("  block %" PRIu64 " (offset %" PRIu64 "): %s\n", b.index, b.index * kBlockSize,
+                b.state.c_str());
     return kClean;
   }
-  if (!s.ok()) return Fail(s.ToString());
-  std::string fresh(tuples.size(), '\0');
-  store->GenerateBlockPi(ino, index, data.data(), fresh.data());
-  std::printf("  block %" PRIu64 " (offset %" PRIu64 "):\n", index, index * kBlockSize);
-  for (size_t i = 0; i < TuplesPerBlock(p); i++) {
-    std::printf("   interval %zu (sector %" PRIu64 ")\n", i, FirstSectorOfBlock(p, index) + i);
-    PrintTuple(p, "stored", pi::DecodeTuple(p, tuples.data() + i * p.tuple_size()));
-    PrintTuple(p, "computed", pi::DecodeTuple(p, fresh.data() + i * p.tuple_size()));
+  std::printf("  block %" PRIu64 " (offset %" PRIu64 "):\n", b.index, b.index * kBlockSize);
+  for (size_t i = 0; i < b.stored.size(); i++) {
+    std::printf("   interval %zu (sector %" PRIu64 ")\n", i, FirstSectorOfBlock(p, b.index) + i);
+    PrintTuple(p, "stored", b.stored[i]);
+    PrintTuple(p, "computed", b.computed[i]);
   }
-  s = store->VerifyBlockPi(ino, index, data.data(), tuples.data());
-  std::printf("  verification: %s\n", s.ok() ? "ok" : s.message().c_str());
-  return s.ok() ? kClean : kDamage;
+  std::printf("  verification: %s\n", b.verification.c_str());
+  return exit;
 }
 
 int Verify(BlockStore* store) {
@@ -280,6 +391,236 @@ int Sync(const std::string& mountpoint) {
   return kClean;
 }
 
+// ---- scrub ----
+
+volatile std::sig_atomic_t interrupted = 0;
+void OnInterrupt(int) { interrupted = 1; }
+
+// Where a scrub runs: the daemon of a mount (through its ioctls), or a Scrubber in this process
+// on an unmounted store. Both are polled the same way.
+class ScrubTarget {
+ public:
+  virtual ~ScrubTarget() = default;
+  virtual Status Start(uint64_t rate_bytes_per_sec) = 0;
+  virtual Status Poll(ScrubProgress* p) = 0;
+  // The whole report; REQUIRES: the scrub has ended.
+  virtual Status Report(std::vector<ScrubProblem>* problems) = 0;
+  virtual void Cancel() = 0;
+};
+
+class MountedScrub : public ScrubTarget {
+ public:
+  explicit MountedScrub(int fd) : fd_(fd) {}
+  ~MountedScrub() override { close(fd_); }
+
+  Status Start(uint64_t rate) override {
+    StablefsScrubStart start{};
+    start.rate_bytes_per_sec = rate;
+    if (ioctl(fd_, STABLEFS_IOC_SCRUB_START, &start) != 0) {
+      if (errno == EBUSY) return Status::Busy("a scrub is already running on this filesystem");
+      return Status::IOError(std::string("not a stablefs mount (scrub ioctl: ") + strerror(errno) +
+                             ")");
+    }
+    generation_ = start.generation;
+    return Status::Ok();
+  }
+
+  Status Poll(ScrubProgress* p) override {
+    StablefsScrubStatus* st = FetchStatus(0);
+    if (st == nullptr) return error_;
+    p->state = static_cast<ScrubState>(st->state);
+    p->generation = st->generation;
+    p->blocks_total = st->blocks_total;
+    p->blocks_checked = st->blocks_checked;
+    p->bytes_checked = st->bytes_checked;
+    p->problems = st->problems;
+    p->elapsed_ns = st->elapsed_ns;
+    p->error = st->error;
+    return Status::Ok();
+  }
+
+  Status Report(std::vector<ScrubProblem>* problems) override {
+    for (;;) {
+      StablefsScrubStatus* st = FetchStatus(problems->size());
+      if (st == nullptr) return error_;
+      for (uint32_t i = 0; i < st->nrecords && i < kScrubRecordsPerCall; i++) {
+        const StablefsScrubRecord& r = st->records[i];
+        ScrubProblem q;
+        q.ino = r.ino;
+        q.offset = r.offset;
+        q.has_values = r.has_values != 0;
+        q.expected = r.expected;
+        q.found = r.found;
+        q.field = std::string(r.field, strnlen(r.field, sizeof(r.field)));
+        q.what = std::string(r.what, strnlen(r.what, sizeof(r.what)));
+        q.path = std::string(r.path, strnlen(r.path, sizeof(r.path)));
+        problems->push_back(std::move(q));
+      }
+      if (st->nrecords < kScrubRecordsPerCall) break;
+    }
+    return Status::Ok();
+  }
+
+  void Cancel() override { ioctl(fd_, STABLEFS_IOC_SCRUB_CANCEL); }
+
+ private:
+  // The status with the report's records from `first` on; null on failure (error_ says why).
+  StablefsScrubStatus* FetchStatus(uint64_t first) {
+    std::memset(&status_, 0, sizeof(status_));
+    status_.generation = generation_;
+    status_.first_problem = first;
+    if (ioctl(fd_, STABLEFS_IOC_SCRUB_STATUS, &status_) != 0) {
+      error_ = errno == ESTALE
+                   ? Status::Busy("another scrub was started on this filesystem meanwhile")
+                   : Status::IOError(std::string("scrub status ioctl: ") + strerror(errno));
+      return nullptr;
+    }
+    return &status_;
+  }
+
+  const int fd_;
+  uint64_t generation_ = 0;
+  StablefsScrubStatus status_;
+  Status error_;
+};
+
+class LocalScrub : public ScrubTarget {
+ public:
+  explicit LocalScrub(std::unique_ptr<RocksBlockStore> store)
+      : store_(std::move(store)), scrubber_(store_.get()) {}
+
+  Status Start(uint64_t rate) override {
+    return scrubber_.Start(ScrubOptions{.rate_bytes_per_sec = rate});
+  }
+  Status Poll(ScrubProgress* p) override {
+    *p = scrubber_.progress();
+    return Status::Ok();
+  }
+  Status Report(std::vector<ScrubProblem>* problems) override {
+    *problems = scrubber_.problems(0, SIZE_MAX);
+    return Status::Ok();
+  }
+  void Cancel() override { scrubber_.Cancel(); }
+
+ private:
+  std::unique_ptr<RocksBlockStore> store_;
+  Scrubber scrubber_;  // destroyed (its thread joined) before the store
+};
+
+// The daemon's scrub for a mount point, a local one for an unmounted store.
+Status OpenScrubTarget(const std::string& path, std::unique_ptr<ScrubTarget>* out) {
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::path(path) / "CURRENT", ec)) {
+    std::unique_ptr<RocksBlockStore> store;
+    Status s = RocksBlockStore::Open(path, RocksOptions(), &store);
+    if (s.IsBusy()) {
+      return Status::Busy(path + " is in use, by a daemon serving it: scrub its mount point");
+    }
+    STABLEFS_RETURN_IF_ERROR(s);
+    *out = std::make_unique<LocalScrub>(std::move(store));
+    return Status::Ok();
+  }
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return Status::NotFound(path + ": " + strerror(errno));
+  *out = std::make_unique<MountedScrub>(fd);
+  return Status::Ok();
+}
+
+std::string ScrubProgressLine(const ScrubProgress& p) {
+  char buf[160];
+  const double secs = p.elapsed_ns / 1e9;
+  const double pct = p.blocks_total ? 100.0 * p.blocks_checked / p.blocks_total : 0;
+  std::snprintf(
+      buf, sizeof(buf),
+      "scrub: %" PRIu64 "/%" PRIu64 " blocks (%.0f%%), %s, %.1f MB/s, %" PRIu64 " problems",
+      p.blocks_checked, p.blocks_total, std::min(pct, 100.0), FormatBytes(p.bytes_checked).c_str(),
+      secs > 0 ? p.bytes_checked / secs / 1e6 : 0, p.problems);
+  return buf;
+}
+
+void PrintScrubReport(const std::string& target, const ScrubProgress& p,
+                      const std::vector<ScrubProblem>& problems) {
+  for (const ScrubProblem& q : problems) {
+    std::printf("inode %" PRIu64 "%s%s%s offset %" PRIu64 ": %s\n", q.ino,
+                q.path.empty() ? "" : " (", q.path.c_str(), q.path.empty() ? "" : ")", q.offset,
+                q.what.c_str());
+  }
+  if (p.problems > problems.size()) {
+    std::printf("(%" PRIu64 " more problems not listed)\n", p.problems - problems.size());
+  }
+  std::printf("%s: %" PRIu64 " blocks (%s) scrubbed in %.1f s; %" PRIu64 " problems\n",
+              target.c_str(), p.blocks_checked, FormatBytes(p.bytes_checked).c_str(),
+              p.elapsed_ns / 1e9, p.problems);
+}
+
+int Scrub(const std::string& path, double rate_mb, bool json) {
+  std::unique_ptr<ScrubTarget> target;
+  Status s = OpenScrubTarget(path, &target);
+  if (!s.ok()) return Fail(s.ToString());
+  s = target->Start(static_cast<uint64_t>(rate_mb * 1e6));
+  if (!s.ok()) return Fail(path + ": " + s.ToString());
+  // Interrupted, the scrub is cancelled rather than left running in the daemon.
+  std::signal(SIGINT, OnInterrupt);
+  std::signal(SIGTERM, OnInterrupt);
+  ProgressLine line;
+  ScrubProgress p;
+  bool cancelled = false;
+  for (;;) {
+    s = target->Poll(&p);
+    if (!s.ok()) return Fail(path + ": " + s.ToString());
+    if (p.state != ScrubState::kRunning) break;
+    if (interrupted && !cancelled) {
+      target->Cancel();
+      cancelled = true;
+    }
+    line.Update(ScrubProgressLine(p));
+    // The daemon cannot notify this process; progress is polled, ten times a second.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  line.Clear();
+  std::vector<ScrubProblem> problems;
+  if (p.state == ScrubState::kDone) {
+    s = target->Report(&problems);
+    if (!s.ok()) return Fail(path + ": " + s.ToString());
+  }
+  int exit = p.state != ScrubState::kDone ? kError : p.problems > 0 ? kDamage : kClean;
+  if (json) {
+    std::printf("%s\n", ScrubReportJson(p, problems, exit).c_str());
+  } else {
+    PrintScrubReport(path, p, problems);
+  }
+  if (p.state == ScrubState::kFailed) Fail(path + ": scrub failed: " + p.error);
+  if (p.state == ScrubState::kCancelled) Fail(path + ": scrub cancelled");
+  return exit;
+}
+
+int ScrubMain(int argc, char** argv) {
+  double rate_mb = 100;
+  bool json = false;
+  std::string path;
+  for (int i = 2; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--json") {
+      json = true;
+    } else if (a == "--rate" && i + 1 < argc) {
+      char* end = nullptr;
+      rate_mb = std::strtod(argv[++i], &end);
+      if (end == argv[i] || *end != '\0' || rate_mb < 0)
+        return Fail(std::string("bad --rate ") + argv[i]);
+    } else if (!a.empty() && a[0] != '-' && path.empty()) {
+      path = a;
+    } else {
+      Usage();
+      return Fail("unknown argument " + a);
+    }
+  }
+  if (path.empty()) {
+    Usage();
+    return kError;
+  }
+  return Scrub(path, rate_mb, json);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -291,6 +632,7 @@ int main(int argc, char** argv) {
     return kError;
   }
   const std::string cmd = argv[1];
+  if (cmd == "scrub") return ScrubMain(argc, argv);
   if (cmd == "wait") {
     if (argc > 4) {
       Usage();
@@ -363,13 +705,16 @@ int main(int argc, char** argv) {
     return kError;
   }
   uint64_t offset = 0;
+  bool json = false;
   for (int i = 4; i < argc; i++) {
     if (std::strcmp(argv[i], "--offset") == 0 && i + 1 < argc) {
       offset = std::strtoull(argv[++i], nullptr, 0);
+    } else if (std::strcmp(argv[i], "--json") == 0) {
+      json = true;
     } else {
       Usage();
       return Fail(std::string("unknown argument ") + argv[i]);
     }
   }
-  return Inspect(store.get(), argv[3], offset);
+  return Inspect(store.get(), argv[3], offset, json);
 }
