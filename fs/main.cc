@@ -32,76 +32,12 @@
 
 #include "fs/fuse_ops.h"
 #include "fs/log.h"
+#include "fs/mount_options.h"
 #include "storage/rocks_block_store.h"
 
 namespace {
 
 using stablefs::Status;
-
-struct Config {
-  char* stable_pages = nullptr;
-  int debug_stable = 0;
-  char* cache_size = nullptr;
-  unsigned writeback_expire_ms = 5000;
-  double attr_timeout = 1.0;
-  int show_help = 0;
-  std::string store;
-};
-
-enum { kKeyHelp = 1 };
-
-#define STABLEFS_OPT(t, p) \
-  { t, offsetof(Config, p), 1 }
-const struct fuse_opt kOpts[] = {
-    {"stable_pages=%s", offsetof(Config, stable_pages), 0},
-    STABLEFS_OPT("debug_stable", debug_stable),
-    {"cache_size=%s", offsetof(Config, cache_size), 0},
-    {"writeback_expire_ms=%u", offsetof(Config, writeback_expire_ms), 0},
-    {"attr_timeout=%lf", offsetof(Config, attr_timeout), 0},
-    FUSE_OPT_KEY("-h", kKeyHelp),
-    FUSE_OPT_KEY("--help", kKeyHelp),
-    FUSE_OPT_END};
-
-int OptProc(void* data, const char* arg, int key, struct fuse_args*) {
-  Config* cfg = static_cast<Config*>(data);
-  if (key == kKeyHelp) {
-    cfg->show_help = 1;
-    return 0;
-  }
-  if (key == FUSE_OPT_KEY_NONOPT && cfg->store.empty()) {
-    cfg->store = arg;
-    return 0;  // the first non-option is the store; the second (the mount point) stays for FUSE
-  }
-  return 1;
-}
-
-bool ParseSize(const char* text, size_t* out) {
-  char* end = nullptr;
-  unsigned long long v = std::strtoull(text, &end, 10);
-  if (end == text) return false;
-  switch (*end) {
-    case 'G':
-    case 'g':
-      v <<= 30;
-      end++;
-      break;
-    case 'M':
-    case 'm':
-      v <<= 20;
-      end++;
-      break;
-    case 'K':
-    case 'k':
-      v <<= 10;
-      end++;
-      break;
-    default:
-      break;
-  }
-  if (*end != '\0') return false;
-  *out = static_cast<size_t>(v);
-  return true;
-}
 
 void Usage(const char* prog) {
   std::printf(
@@ -126,8 +62,10 @@ int Fail(const std::string& msg) {
 
 int main(int argc, char** argv) {
   struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-  Config cfg;
-  if (fuse_opt_parse(&args, &cfg, kOpts, OptProc) != 0) return 1;
+  stablefs::MountOptions cfg;
+  if (Status s = stablefs::ParseMountOptions(&args, &cfg); !s.ok()) {
+    return s.message().empty() ? 1 : Fail(s.message());
+  }
   struct fuse_cmdline_opts cmd;
   if (fuse_parse_cmdline(&args, &cmd) != 0) return 1;
   if (cfg.show_help || cmd.show_help) {
@@ -148,16 +86,10 @@ int main(int argc, char** argv) {
 
   stablefs::FilesystemOptions fs_options;
   fs_options.store_path = cfg.store;
-  if (cfg.stable_pages != nullptr) {
-    Status s = stablefs::ParseStablePolicy(cfg.stable_pages, &fs_options.cache.stable_pages);
-    if (!s.ok()) return Fail(s.message());
-  }
-  fs_options.cache.debug_readonly = cfg.debug_stable != 0;
-  if (cfg.cache_size != nullptr && !ParseSize(cfg.cache_size, &fs_options.cache.cache_bytes)) {
-    return Fail(std::string("cache_size: not a size: ") + cfg.cache_size);
-  }
+  fs_options.cache.stable_pages = cfg.stable_pages;
+  fs_options.cache.debug_readonly = cfg.debug_stable;
+  fs_options.cache.cache_bytes = cfg.cache_bytes;
   fs_options.cache.dirty_expire_ms = cfg.writeback_expire_ms;
-  if (cfg.attr_timeout < 0) return Fail("attr_timeout must not be negative");
   if (fs_options.cache.stable_pages == stablefs::StablePolicy::kOff) {
     std::fprintf(stderr,
                  "stablefs: WARNING: stable_pages=off: pages may change after their protection "

@@ -90,6 +90,7 @@ struct Superblock {
   Status DecodeFrom(std::string_view src);
   // "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
   std::string UuidString() const;
+  bool operator==(const Superblock&) const = default;
 };
 
 // A timestamp: seconds since the epoch (signed) and nanoseconds.

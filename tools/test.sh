@@ -5,8 +5,9 @@
 #   3. the default build (g++, RelWithDebInfo) and every test in it,
 #   4. an AddressSanitizer + UndefinedBehaviorSanitizer build and the unit tests in it,
 #   5. a ThreadSanitizer build and the unit tests in it (stress tests included),
-#   6. a clang build with -Wthread-safety -Werror over the annotated locks.
-# Build trees go to build/, build-asan/, build-tsan/ and build-tsa/. Set JOBS to change build parallelism
+#   6. a clang build with -Wthread-safety -Werror over the annotated locks,
+#   7. the libFuzzer targets (clang, ASan + UBSan), each run for 10 s from its committed seeds.
+# Build trees go to build/, build-asan/, build-tsan/, build-tsa/ and build-fuzz/. Set JOBS to change build parallelism
 # (default: the number of cores). Exits non-zero if anything fails; the last line counts tests.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -93,6 +94,16 @@ fi
 step "clang -Wthread-safety -Werror build"
 if ! CXX=clang++ CC=clang build build-tsa -DCMAKE_BUILD_TYPE=Debug -DSTABLEFS_THREAD_SAFETY=ON; then
   failed_steps+=("thread-safety build")
+fi
+
+step "libFuzzer targets, bounded run"
+# Only the fuzz targets are built here (the code they test, instrumented; no RocksDB); each
+# ctest runs one for STABLEFS_FUZZ_SECONDS (10). The longer run is in GUARANTEES.md section 5.
+if CXX=clang++ CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DSTABLEFS_FUZZ=ON -DSTABLEFS_FUZZ_SECONDS=10 >/dev/null && cmake --build build-fuzz -j "$JOBS" --target fuzz_targets; then
+  run_ctest build-fuzz -L fuzz
+else
+  failed_steps+=("fuzz build")
 fi
 
 step "summary"

@@ -1,0 +1,53 @@
+// The daemon's command line: stablefs's own -o options, parsed out of a fuse_args that then holds
+// only what FUSE reads (its -o options, -f, -d, -s, the mount point).
+//
+//   stable_pages=wait|bounce|off  how pages stay stable under writeback. Default: wait.
+//   debug_stable                  mprotect pages under writeback. Default: off.
+//   cache_size=N[K|M|G]           page cache size in bytes, or KiB, MiB, GiB. Default: 256M.
+//   writeback_expire_ms=N         age at which dirty data is written back. Default: 5000.
+//   attr_timeout=SECONDS          how long the kernel caches attributes and names. Default: 1.
+//
+// The first argument that is not an option is the store; -h and --help ask for the usage. Numbers
+// are strict: decimal digits only (no sign, no blanks), in range; attr_timeout is a finite,
+// non-negative decimal. Kept apart from main() so it can be unit-tested and fuzzed.
+#pragma once
+
+#include <fuse_opt.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "fs/stable_policy.h"
+#include "storage/status.h"
+
+namespace stablefs {
+
+struct MountOptions {
+  StablePolicy stable_pages = StablePolicy::kWait;
+  bool debug_stable = false;
+  size_t cache_bytes = size_t{256} << 20;
+  uint32_t writeback_expire_ms = 5000;
+  double attr_timeout = 1.0;
+  bool show_help = false;
+  std::string store;  // the first non-option argument; empty if there was none
+
+  bool operator==(const MountOptions&) const = default;
+};
+
+// Removes stablefs's options from *args (FUSE's stay) into *out. InvalidArgument, naming the
+// option, for a value that is not valid; InvalidArgument with an empty message when fuse_opt
+// rejected the command line (it has printed why: one line on stderr is enough).
+Status ParseMountOptions(struct fuse_args* args, MountOptions* out);
+
+// "stable_pages=wait,cache_size=268435456,writeback_expire_ms=5000,attr_timeout=1": the -o list
+// that ParseMountOptions reads back to the same options (store and show_help aside); with
+// debug_stable when set.
+std::string FormatMountOptions(const MountOptions& o);
+
+// N[K|M|G]: decimal bytes, or KiB, MiB, GiB (either case). False for anything else, or a size
+// that does not fit in size_t.
+bool ParseSize(std::string_view text, size_t* out);
+
+}  // namespace stablefs
