@@ -266,11 +266,8 @@ class PageCache {
   // Writes one batch of pages, locked, referenced and uptodate on entry, sorted by index; unlocks
   // and puts them. `extra` (may be null) holds other updates to commit with them; blocks_delta
   // adjusts the block count for them. Releases mu_ while PI is generated and the store writes.
-  // `unlogged` lets the store write the batch once, durable at its next Sync()
-  // (WriteBatch::set_unlogged).
   Status WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, WriteBatch* extra,
-                        uint64_t new_disk_size, int64_t blocks_delta, bool unlogged = false)
-      REQUIRES(mu_);
+                        uint64_t new_disk_size, int64_t blocks_delta) REQUIRES(mu_);
   void AcquireInodeSync(AddressSpace* as) REQUIRES(mu_);
   void ReleaseInodeSync(AddressSpace* as) REQUIRES(mu_);
   void BalanceDirtyPages() EXCLUDES(mu_);

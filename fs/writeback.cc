@@ -34,8 +34,6 @@ struct BounceBuffer {
   }
   ~BounceBuffer() { std::free(data); }
 };
-// The shortest background writeback batch that is written unlogged (256 KiB).
-constexpr size_t kUnloggedMinPages = 64;
 }  // namespace
 
 void PageCache::AcquireInodeSync(AddressSpace* as) {
@@ -88,11 +86,7 @@ Status PageCache::WritebackInode(AddressSpace* as, uint64_t first, uint64_t last
     if (!ready.empty()) {
       const uint64_t written_end = (ready.back()->index + 1) * kPageSize;
       const uint64_t disk_size = std::max(as->disk_size_, std::min(as->size_, written_end));
-      // Background writeback of a long run (a file being streamed out) is written once; an
-      // fsync's store sync makes it durable. Short runs and fsync's own writeback are logged:
-      // flushing for them would cost more than the second copy.
-      const bool unlogged = mode == SyncMode::kNone && ready.size() >= kUnloggedMinPages;
-      Status s = WritebackBatch(as, ready, nullptr, disk_size, 0, unlogged);
+      Status s = WritebackBatch(as, ready, nullptr, disk_size, 0);
       if (result.ok() && !s.ok()) result = s;
     }
     if (cursor == 0) break;  // wrapped past the last index
@@ -108,7 +102,7 @@ Status PageCache::WritebackInode(AddressSpace* as, uint64_t first, uint64_t last
 }
 
 Status PageCache::WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, WriteBatch* extra,
-                                 uint64_t new_disk_size, int64_t blocks_delta, bool unlogged) {
+                                 uint64_t new_disk_size, int64_t blocks_delta) {
   const size_t n = pages.size();
   const uint64_t ino = as->ino_;
   const bool bounce = options_.stable_pages == StablePolicy::kBounce;
@@ -168,7 +162,6 @@ Status PageCache::WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, Wr
         return true;
       });
   WriteBatch own;
-  own.set_unlogged(unlogged);
   WriteBatch* batch = extra != nullptr ? extra : &own;
   for (size_t i = 0; i < n; i++) {
     batch->PutBlock(ino, pages[i]->index, src[i], tuples.data() + i * tb);

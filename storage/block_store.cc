@@ -78,7 +78,6 @@ void WriteBatch::DeleteBlocks(uint64_t ino, uint64_t first, uint64_t end) {
 
 void WriteBatch::StableCopyOf(const WriteBatch& src, size_t tuple_bytes) {
   Clear();
-  unlogged_ = src.unlogged_;
   size_t blocks = 0;
   for (const Op& op : src.ops_) blocks += op.kind == OpKind::kPutBlock;
   const size_t stride = kBlockSize + tuple_bytes;
@@ -99,7 +98,6 @@ void WriteBatch::StableCopyOf(const WriteBatch& src, size_t tuple_bytes) {
 }
 
 void WriteBatch::Clear() {
-  unlogged_ = false;
   ops_.clear();
   owned_.clear();
 }

@@ -67,21 +67,12 @@ class WriteBatch {
   // batch, in one allocation.
   void StableCopyOf(const WriteBatch& src, size_t tuple_bytes);
 
-  // The store may keep this batch out of its log (written once, to its data files at the next
-  // flush, instead of twice): until a later Sync() the batch may be lost in a crash, as a whole.
-  // A later logged write that puts the record of an inode this batch put a record for makes it
-  // durable first, so no record that survives a crash speaks of blocks that did not. Writeback
-  // of large runs of pages sets it; everything else is logged. Default: false.
-  void set_unlogged(bool unlogged) { unlogged_ = unlogged; }
-  bool unlogged() const { return unlogged_; }
-
   const std::vector<Op>& ops() const { return ops_; }
   size_t Count() const { return ops_.size(); }
   bool empty() const { return ops_.empty(); }
   void Clear();
 
  private:
-  bool unlogged_ = false;
   std::vector<Op> ops_;
   std::vector<std::unique_ptr<char[]>> owned_;  // PutBlockCopy buffers
 };

@@ -191,9 +191,6 @@ Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   db_options.paranoid_checks = true;
   db_options.max_background_jobs = options.background_jobs;
   db_options.bytes_per_sync = 1 << 20;
-  // Unlogged writes (WriteBatch::unlogged) are durable only once flushed: every family flushes
-  // together, so a crash never keeps one family's part of a batch without another's.
-  db_options.atomic_flush = true;
   db_options.info_log_level = rocksdb::InfoLogLevel::ERROR_LEVEL;
   db_options.info_log = std::make_shared<StderrLogger>(db_options.info_log_level);
   db_options.keep_log_file_num = 4;
@@ -409,61 +406,9 @@ Status RocksBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
     }
     STABLEFS_RETURN_IF_ERROR(FromRocks(s, "building a write batch"));
   }
-  if (!batch.unlogged() || sync) return WriteLogged(batch, &wb, sync);
-  // Written once, to the memtable and at the next flush to blob and table files; the WAL would
-  // be a second copy of every byte.
-  MutexLock lock(&unlogged_mu_);
-  rocksdb::WriteOptions wo;
-  wo.disableWAL = true;
-  STABLEFS_RETURN_IF_ERROR(
-      FromRocks(db_->Write(wo, &wb), [&] { return std::string("write to store " + path_); }));
-  for (const WriteBatch::Op& op : batch.ops()) {
-    uint64_t ino;
-    if (op.kind == WriteBatch::OpKind::kPut && op.space == Space::kInode &&
-        ParseInodeKey(op.key, &ino)) {
-      unlogged_inodes_.insert(ino);
-    }
-  }
-  unlogged_pending_ = true;
-  any_unlogged_.store(true, std::memory_order_release);
-  return Status::Ok();
-}
-
-Status RocksBlockStore::WriteLogged(const WriteBatch& batch, rocksdb::WriteBatch* wb, bool sync) {
   rocksdb::WriteOptions wo;
   wo.sync = sync;
-  auto write = [&] {
-    return FromRocks(db_->Write(wo, wb), [&] { return std::string("write to store " + path_); });
-  };
-  if (!any_unlogged_.load(std::memory_order_acquire)) return write();
-  MutexLock lock(&unlogged_mu_);
-  bool flush = unlogged_pending_ && sync;
-  for (const WriteBatch::Op& op : batch.ops()) {
-    uint64_t ino;
-    if (!flush && unlogged_pending_ && op.kind == WriteBatch::OpKind::kPut &&
-        op.space == Space::kInode && ParseInodeKey(op.key, &ino)) {
-      flush = unlogged_inodes_.count(ino) > 0;
-    }
-  }
-  // A logged record of an inode must not survive a crash that loses the unlogged blocks and
-  // block map entries its size and block count speak of.
-  if (flush) STABLEFS_RETURN_IF_ERROR(FlushUnlogged());
-  return write();
-}
-
-Status RocksBlockStore::FlushUnlogged() {
-  if (!unlogged_pending_) return Status::Ok();
-  rocksdb::FlushOptions fo;
-  fo.wait = true;
-  fo.allow_write_stall = true;
-  std::vector<rocksdb::ColumnFamilyHandle*> all(handles_.begin(), handles_.begin() + kNumSpaces);
-  STABLEFS_RETURN_IF_ERROR(FromRocks(db_->Flush(fo, all), [&] {
-    return std::string("flush of unlogged writes in store " + path_);
-  }));
-  unlogged_inodes_.clear();
-  unlogged_pending_ = false;
-  any_unlogged_.store(false, std::memory_order_release);
-  return Status::Ok();
+  return FromRocks(db_->Write(wo, &wb), [&] { return std::string("write to store " + path_); });
 }
 
 Status RocksBlockStore::ReclaimBlocks(uint64_t ino) {
@@ -482,10 +427,6 @@ Status RocksBlockStore::ReclaimBlocks(uint64_t ino) {
 }
 
 Status RocksBlockStore::DoSync() {
-  if (any_unlogged_.load(std::memory_order_acquire)) {
-    MutexLock lock(&unlogged_mu_);
-    STABLEFS_RETURN_IF_ERROR(FlushUnlogged());
-  }
   // An empty write with sync set, rather than DB::SyncWAL(): it joins RocksDB's write group, so
   // syncs from several threads share one fsync of the WAL (group commit), and it returns the
   // store's background error once a write has failed, where SyncWAL() touches the failed WAL

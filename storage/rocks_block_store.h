@@ -10,21 +10,17 @@
 // store, locked by another process, another format version, a damaged superblock.
 #pragma once
 
-#include <atomic>
 #include <memory>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "storage/block_store.h"
-#include "storage/thread_annotations.h"
 
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
 class Env;
 class Snapshot;
-class WriteBatch;
 }  // namespace rocksdb
 
 namespace stablefs {
@@ -86,23 +82,11 @@ class RocksBlockStore : public BlockStore {
   Status ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino, uint64_t first, size_t n,
                       char* const* blocks, char* tuples, BlockState* state);
   Status LoadSuperblock();
-  // Writes wb with the WAL (WriteBatch::unlogged() false), first flushing the unlogged writes
-  // when `batch` puts the record of an inode they put one for, or when `sync` is set.
-  Status WriteLogged(const WriteBatch& batch, rocksdb::WriteBatch* wb, bool sync);
-  // Flushes every family's memtables (atomically), making the unlogged writes durable.
-  Status FlushUnlogged() REQUIRES(unlogged_mu_);
   rocksdb::ColumnFamilyHandle* cf(Space s) const { return handles_[static_cast<int>(s)]; }
 
   const std::string path_;
   uint64_t reserve_bytes_ = 0;  // see BlockStore::reserved_bytes(); set by OpenDb
   rocksdb::DB* db_ = nullptr;
-  // Unlogged writes are serialized with each other, with the flush that makes them durable, and
-  // (while any is not yet flushed) with logged writes, which may need that flush first.
-  Mutex unlogged_mu_;
-  bool unlogged_pending_ GUARDED_BY(unlogged_mu_) = false;
-  // Inodes whose record an unlogged write put since the last flush.
-  std::unordered_set<uint64_t> unlogged_inodes_ GUARDED_BY(unlogged_mu_);
-  std::atomic<bool> any_unlogged_{false};  // unlogged_pending_, read without the lock
   // Indexed by Space; handles_ beyond kNumSpaces are column families this build does not know.
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
 };
