@@ -1,7 +1,7 @@
-// A store on a small disk (a 64 MiB tmpfs) filled up through the mount (guarantee 5, issue 8's
-// full disk): writes and creates get ENOSPC, not EIO and not a dead daemon; what was written
-// before stays intact; deleting a file gives its space back and writing works again; the daemon
-// unmounts cleanly and fsck finds the store clean.
+// A store on a small disk (a 64 MiB ext4 on a loop device) filled up through the mount (guarantee
+// 5, issue 8's full disk): writes and creates get ENOSPC, not EIO and not a dead daemon; what was
+// written before stays intact; deleting a file gives its space back and writing works again; the
+// daemon unmounts cleanly and fsck finds the store clean.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/statvfs.h>
@@ -74,7 +74,7 @@ uint64_t FreeBytes(const std::string& path) {
 }
 
 TEST(FullDisk, EnospcThenDeleteMakesRoomAndNothingIsDamaged) {
-  if (geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  if (geteuid() != 0) GTEST_SKIP() << "a loop device and a mount need root";
   Mount m({}, kDisk);
   ASSERT_TRUE(m.Start());
   const std::string keep = Pattern(4 << 20, 1);

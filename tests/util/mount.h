@@ -44,19 +44,24 @@ inline int Run(const std::string& cmd) {
 // A store and a mount point in a temporary directory, and the daemon serving them.
 class Mount {
  public:
-  // store_disk_bytes > 0 puts the store on a tmpfs of that size (a small disk to fill).
+  // store_disk_bytes > 0 puts the store on a small ext4 of that size on a loop device (a disk to
+  // fill); the loop device goes when it is unmounted (mount -o loop sets autoclear).
   explicit Mount(std::vector<std::string> options = {}, uint64_t store_disk_bytes = 0)
       : options_(std::move(options)) {
     store_ = dir_.Sub("store");
     mnt_ = dir_.Sub("mnt");
     mkdir(mnt_.c_str(), 0755);
     if (store_disk_bytes > 0) {
+      const std::string image = dir_.Sub("disk.img");
       mkdir(store_.c_str(), 0755);
-      if (Run("mount -t tmpfs -o size=" + std::to_string(store_disk_bytes) + " tmpfs " + store_) !=
-          0) {
+      { std::ofstream create(image); }
+      if (truncate(image.c_str(), static_cast<off_t>(store_disk_bytes)) != 0 ||
+          Run("mkfs.ext4 -q -F -m 0 " + image) != 0 ||
+          Run("mount -o loop " + image + " " + store_) != 0) {
         return;  // mkfs_status_ stays -1: Start() fails
       }
       store_disk_ = true;
+      rmdir((store_ + "/lost+found").c_str());  // mkfs.stablefs wants an empty directory
     }
     mkfs_status_ = Run(std::string(MKFS_BIN) + " -q " + store_);
   }
@@ -70,6 +75,9 @@ class Mount {
   }
 
   const std::string& store() const { return store_; }
+  const std::string& mnt() const { return mnt_; }
+  // The daemon's exit status when Start() failed because it exited (128 + signal if killed).
+  int start_exit_status() const { return start_exit_status_; }
   std::string Path(const std::string& rel) const { return mnt_ + "/" + rel; }
 
   // Starts the daemon and waits until the mount is there (or the daemon died).
@@ -96,7 +104,10 @@ class Mount {
       int status;
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
-        return ::testing::AssertionFailure() << "the daemon exited before mounting";
+        start_exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status)
+                                               : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        return ::testing::AssertionFailure()
+               << "the daemon exited before mounting (status " << start_exit_status_ << ")";
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
@@ -126,6 +137,7 @@ class Mount {
   std::string store_, mnt_;
   bool store_disk_ = false;
   int mkfs_status_ = -1;
+  int start_exit_status_ = -1;
   pid_t pid_ = -1;
 };
 
