@@ -651,7 +651,10 @@ class FsxTest : public ::testing::Test {
       EXPECT_TRUE(run.Run());
     }
     std::printf("[%s] %d remounts\n", label.c_str(), remounts);
+    // After the long randomized workload the store is clean, to fsck and to a scrub.
+    EXPECT_EQ(stablefs::testing::Run(std::string(STABLEFSCTL_BIN) + " scrub " + dir), 0);
     EXPECT_EQ(m.Stop(), 0);
+    EXPECT_EQ(stablefs::testing::Run(std::string(FSCK_BIN) + " -n " + m.store()), 0);
   }
 };
 
