@@ -31,6 +31,17 @@ std::string JsonEscape(const std::string& s) {
 
 namespace {
 
+// The store's protection messages begin with "inode N offset M: "; the report prints the place
+// itself.
+std::string WithoutPlace(const std::string& message) {
+  const size_t colon = message.find(": ");
+  if (message.rfind("inode ", 0) != 0 || colon == std::string::npos ||
+      message.find(" offset ") > colon) {
+    return message;
+  }
+  return message.substr(colon + 2);
+}
+
 struct Entry {
   uint64_t parent;
   std::string name;
@@ -313,7 +324,9 @@ Status Fsck(BlockStore* store, bool repair, FsckReport* r, const FsckProgress& p
         }
         if (!inodes.count(ino)) dead_blocks.insert(ino);
         Status s = store->VerifyBlockPi(ino, index, v.data(), v.data() + kBlockSize);
-        if (!s.ok()) problem(ino, index * kBlockSize, s.message(), false);  // never re-protected
+        if (!s.ok()) {
+          problem(ino, index * kBlockSize, WithoutPlace(s.message()), false);  // never re-protected
+        }
         return true;
       }));
   STABLEFS_RETURN_IF_ERROR(
