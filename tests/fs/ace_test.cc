@@ -21,7 +21,8 @@
 //                  under a minute
 //   "full"         sequences of two with every persistence call after each (about 4000
 //                  workloads), and of three with fsync or nothing after each (about 25000):
-//                  hours. Run: STABLEFS_ACE=full build/tests/ace_test
+//                  sequences of three alone took 18 minutes here (21,312 workloads, 42,624
+//                  crash points). Run: STABLEFS_ACE=full build/tests/ace_test
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/falloc.h>
