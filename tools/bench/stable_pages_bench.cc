@@ -37,6 +37,7 @@
 #include "fs/page_cache.h"
 #include "storage/format.h"
 #include "storage/rocks_block_store.h"
+#include "tools/bench/scratch_dir.h"
 
 namespace stablefs {
 namespace {
@@ -49,8 +50,7 @@ constexpr StablePolicy kPolicies[] = {StablePolicy::kOff, StablePolicy::kWait,
                                       StablePolicy::kBounce};
 constexpr size_t kMinWrite = 512;
 
-volatile std::sig_atomic_t g_interrupted = 0;
-void OnSignal(int) { g_interrupted = 1; }
+using bench::g_interrupted;
 
 std::atomic<uint64_t> g_log_lines{0};  // log lines silenced during the runs
 
@@ -60,13 +60,6 @@ struct Flags {
   uint64_t pages = 16;     // --pages: hot set of the file
   uint64_t fsync_ms = 10;  // --fsync-ms: pause between two fsyncs
   std::string dir;         // --dir: parent of the temporary directory
-};
-
-// Removes a directory tree when it goes out of scope.
-struct TempDir {
-  ~TempDir() { fs::remove_all(path, ec); }
-  fs::path path;
-  std::error_code ec = {};
 };
 
 std::string LoadAvg() {
@@ -237,18 +230,10 @@ int Run(int argc, char** argv) {
               uname(&uts) == 0 ? uts.release : "?", std::thread::hardware_concurrency(),
               LoadAvg().c_str());
 
-  const char* tmpdir = std::getenv("TMPDIR");
-  std::string base = !flags.dir.empty()                    ? flags.dir
-                     : (tmpdir != nullptr && *tmpdir != 0) ? tmpdir
-                                                           : "/var/tmp";
-  std::string pattern = base + "/stable_pages_bench.XXXXXX";
-  if (mkdtemp(pattern.data()) == nullptr) {
-    std::fprintf(stderr, "cannot create a directory in %s: %s\n", base.c_str(), strerror(errno));
-    return 1;
-  }
-  TempDir tmp{pattern};
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  std::unique_ptr<bench::ScratchDir> scratch =
+      bench::MakeScratchDir(flags.dir, "stable_pages_bench");
+  if (scratch == nullptr) return 1;
+  const bench::ScratchDir& tmp = *scratch;
   std::printf(
       "stores in %s; %llu s per policy; %llu writers of 512..4096 B at random offsets in %llu "
       "hot pages of one file; fsync every %llu ms; dirty_expire_ms = writeback_interval_ms = 5\n\n",

@@ -34,6 +34,7 @@
 
 #include "storage/format.h"
 #include "storage/rocks_block_store.h"
+#include "tools/bench/scratch_dir.h"
 
 namespace stablefs {
 namespace {
@@ -49,8 +50,7 @@ constexpr uint64_t kRandomReads = 50000;  // phase 4's random single-block reads
 constexpr int kSyncThreads = 4;           // phase 3's group-commit writers
 constexpr double kMiB = 1024.0 * 1024.0;
 
-volatile std::sig_atomic_t g_interrupted = 0;
-void OnSignal(int) { g_interrupted = 1; }
+using bench::g_interrupted;
 Status Interrupted() { return Status::IOError("interrupted by a signal"); }
 
 // Stamped into the first bytes of every block written, so that no two writes carry equal data.
@@ -65,13 +65,6 @@ struct Flags {
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
-
-// Removes a directory tree when it goes out of scope.
-struct TempDir {
-  ~TempDir() { fs::remove_all(path, ec); }
-  fs::path path;
-  std::error_code ec = {};
-};
 
 // The counters of /proc/self/io by name ("write_bytes:", "wchar:", ...).
 std::map<std::string, uint64_t> ProcIo() {
@@ -322,18 +315,9 @@ int Run(int argc, char** argv) {
   struct utsname uts;
   std::printf("command: %s\nkernel: %s\n", command.c_str(), uname(&uts) == 0 ? uts.release : "?");
 
-  const char* tmpdir = std::getenv("TMPDIR");
-  std::string base = !flags.dir.empty()                    ? flags.dir
-                     : (tmpdir != nullptr && *tmpdir != 0) ? tmpdir
-                                                           : "/var/tmp";
-  std::string pattern = base + "/store_bench.XXXXXX";
-  if (mkdtemp(pattern.data()) == nullptr) {
-    std::fprintf(stderr, "cannot create a directory in %s: %s\n", base.c_str(), strerror(errno));
-    return 1;
-  }
-  TempDir tmp{pattern};
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  std::unique_ptr<bench::ScratchDir> scratch = bench::MakeScratchDir(flags.dir, "store_bench");
+  if (scratch == nullptr) return 1;
+  const bench::ScratchDir& tmp = *scratch;
   std::printf(
       "stores in %s; PI %s; %llu files of %llu 4 KiB blocks; %zu blocks per batch\n\n",
       tmp.path.c_str(), pi::Profile().ToString().c_str(), static_cast<unsigned long long>(kFiles),
