@@ -360,21 +360,20 @@ void Filesystem::ReclaimFreed(uint64_t ino) {
   }
 }
 
-bool Filesystem::StoreSpace(uint64_t* total, uint64_t* usable) {
-  struct statvfs host;
-  if (options_.store_path.empty() || statvfs(options_.store_path.c_str(), &host) != 0) {
+bool Filesystem::StoreSpace(struct statvfs* host, uint64_t* usable) {
+  if (options_.store_path.empty() || statvfs(options_.store_path.c_str(), host) != 0) {
     return false;
   }
-  *total = uint64_t{host.f_blocks} * host.f_frsize;
-  const uint64_t avail = uint64_t{host.f_bavail} * host.f_frsize;
+  const uint64_t avail = uint64_t{host->f_bavail} * host->f_frsize;
   const uint64_t held = store_->reserved_bytes() + uint64_t{cache_->nr_dirty()} * kBlockSize;
   *usable = avail > held ? avail - held : 0;
   return true;
 }
 
 int Filesystem::CheckSpace(uint64_t bytes) {
-  uint64_t total, usable;
-  if (!StoreSpace(&total, &usable)) return 0;
+  struct statvfs host;
+  uint64_t usable;
+  if (!StoreSpace(&host, &usable)) return 0;
   return bytes > usable ? ENOSPC : 0;
 }
 
@@ -1174,10 +1173,10 @@ int Filesystem::FsyncDir(uint64_t ino) {
 int Filesystem::Statfs(struct statvfs* out) {
   *out = {};
   struct statvfs host;
-  uint64_t total, usable;
-  if (StoreSpace(&total, &usable) && statvfs(options_.store_path.c_str(), &host) == 0) {
+  uint64_t usable;
+  if (StoreSpace(&host, &usable)) {
     // What new data can still take: the reserve and the dirty pages are not free.
-    out->f_blocks = total / kBlockSize;
+    out->f_blocks = uint64_t{host.f_blocks} * host.f_frsize / kBlockSize;
     out->f_bfree = usable / kBlockSize;
     out->f_bavail = usable / kBlockSize;
     out->f_files = host.f_files;

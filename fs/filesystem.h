@@ -219,8 +219,9 @@ class Filesystem {
   // reserve (BlockStore::reserved_bytes()) and the dirty pages not yet written back; else
   // ENOSPC. Writes, creates and xattrs check it; deletions never do (they use the reserve).
   int CheckSpace(uint64_t bytes);
-  // The store's disk: total and usable (as CheckSpace counts) bytes; false if unknown.
-  bool StoreSpace(uint64_t* total, uint64_t* usable);
+  // The store's disk (statvfs of the store) and its usable bytes, as CheckSpace counts them;
+  // false if unknown.
+  bool StoreSpace(struct statvfs* host, uint64_t* usable);
   // Called when nlookup or nopen may have reached 0. REQUIRES: ns_mu_ (released inside).
   void MaybeDrop(std::shared_ptr<Inode> inode) REQUIRES(ns_mu_);
   uint64_t AllocIno(WriteBatch* batch) REQUIRES(ns_mu_);
