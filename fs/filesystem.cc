@@ -168,7 +168,9 @@ Status Filesystem::ReclaimOrphans() {
 
 Status Filesystem::Shutdown() {
   if (!cache_) return Status::Ok();
-  Status s = cache_->SyncAll();
+  // After the shutdown ioctl nothing more may reach the store: dirty pages are dropped.
+  const bool write_back = !is_shut_down();
+  Status s = write_back ? cache_->SyncAll() : Status::Ok();
   std::map<uint64_t, std::shared_ptr<Inode>> inodes;
   {
     MutexLock lock(&table_mu_);
@@ -176,11 +178,13 @@ Status Filesystem::Shutdown() {
   }
   for (auto& [ino, inode] : inodes) {
     if (!inode->as) continue;
-    Status e = cache_->Evict(inode->as.get(), /*write_back=*/true);
+    Status e = cache_->Evict(inode->as.get(), write_back);
     if (s.ok() && !e.ok()) s = e;
   }
-  Status sync = store_->Sync();
-  if (s.ok() && !sync.ok()) s = sync;
+  if (write_back) {
+    Status sync = store_->Sync();
+    if (s.ok() && !sync.ok()) s = sync;
+  }
   inodes.clear();
   cache_.reset();
   return s;
@@ -1190,6 +1194,47 @@ int Filesystem::Statfs(struct statvfs* out) {
 }
 
 int Filesystem::SyncFs() { return Errno(cache_->SyncAll()); }
+
+int Filesystem::Trim(uint64_t start, uint64_t len, uint64_t minlen, uint64_t* trimmed) {
+  *trimmed = 0;
+  struct statvfs st;
+  Statfs(&st);
+  const uint64_t size = uint64_t{st.f_blocks} * kBlockSize;
+  if (size == 0) return EOPNOTSUPP;
+  if (start >= size || len < kBlockSize || minlen > size) return EINVAL;
+  if (Status s = store_->Trim(); !s.ok()) return Errno(s);
+  Statfs(&st);  // the compaction gave space back
+  const uint64_t free_bytes = std::min<uint64_t>(uint64_t{st.f_bfree} * kBlockSize, size);
+  const uint64_t end = len > size - start ? size : start + len;
+  const uint64_t begin = std::max(start, size - free_bytes);
+  if (end > begin && end - begin >= minlen) *trimmed = end - begin;
+  return 0;
+}
+
+int Filesystem::GoingDown(uint32_t how) {
+  if (how > kGoingDownNoLogFlush) return EINVAL;
+  if (is_shut_down()) return 0;
+  Status s;
+  if (how == kGoingDownDefault) {
+    s = cache_->SyncAll();
+  } else if (how == kGoingDownLogFlush) {
+    s = store_->Sync();
+  }
+  store_->ShutDown();
+  static const char* const kHow[] = {"default", "logflush", "nologflush"};
+  Log(LogLevel::kError,
+      "filesystem shut down (%s)%s%s: every request fails with EIO until it is mounted again",
+      kHow[how], s.ok() ? "" : "; the sync before it failed: ", s.ok() ? "" : s.ToString().c_str());
+  return 0;
+}
+
+std::vector<uint64_t> Filesystem::CachedInodes() {
+  MutexLock lock(&table_mu_);
+  std::vector<uint64_t> out;
+  out.reserve(inodes_.size());
+  for (const auto& [ino, inode] : inodes_) out.push_back(ino);
+  return out;
+}
 
 // ---- Extended attributes ----
 

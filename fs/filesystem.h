@@ -36,9 +36,10 @@ namespace stablefs {
 inline constexpr size_t kNameMax = 255;
 inline constexpr size_t kXattrNameMax = 255;
 inline constexpr size_t kXattrSizeMax = 65536;
-// The largest file size: 2^63 - 1 bytes would overflow block indexes times 4096 nowhere, but
-// keep a margin as ext4 does. Writes past it are EFBIG.
-inline constexpr uint64_t kMaxFileSize = uint64_t{1} << 52;
+// The largest file size, as on xfs and btrfs and the kernel's FUSE limit (MAX_LFS_FILESIZE):
+// 2^63 - 1 bytes. The last block index, 2^51 - 1, times 4096 plus 4096 still fits in 64 bits.
+// Writes past it are EFBIG.
+inline constexpr uint64_t kMaxFileSize = uint64_t{INT64_MAX};
 
 // One inode in memory. Regular files have an AddressSpace in the page cache.
 class Inode : public AddressSpaceOwner {
@@ -170,6 +171,31 @@ class Filesystem {
   // ---- Whole filesystem ----
   int Statfs(struct statvfs* st);
   int SyncFs();
+
+  // FITRIM (fstrim): has the store give the space of deleted data back to its disk now, and
+  // reports in *trimmed the free bytes of [start, start + len) that this covered. The filesystem's
+  // address space is the Statfs size, f_blocks blocks; having no block addresses of its own, it
+  // counts the used space as lying first and the free space as one extent after it, which is
+  // counted only if at least minlen long. EINVAL if start is past the end or len is less than a
+  // block, as ext4 and xfs answer; EOPNOTSUPP if the store's disk size is unknown.
+  int Trim(uint64_t start, uint64_t len, uint64_t minlen, uint64_t* trimmed);
+
+  // The shutdown ioctl (XFS_IOC_GOINGDOWN, ext4's EXT4_IOC_SHUTDOWN), as xfs_fs_goingdown does it:
+  // kGoingDownDefault writes back every dirty page and syncs the store first; kGoingDownLogFlush
+  // syncs what the store already holds (the log) and drops the dirty pages; kGoingDownNoLogFlush
+  // stops at once, as a power cut would for the data not yet synced. Afterwards the store
+  // refuses every write and sync, writeback fails quietly (dirty pages are lost), and the FUSE
+  // edge answers every request but forget and release with EIO until the filesystem is unmounted
+  // and mounted again. What writeback handed to the store before the shutdown but no sync
+  // covered may survive, as data a disk wrote before a crash does; what stayed dirty is gone.
+  // Returns 0, or EINVAL for an unknown `how`. A second call does nothing.
+  static constexpr uint32_t kGoingDownDefault = 0;     // XFS_FSOP_GOING_FLAGS_DEFAULT
+  static constexpr uint32_t kGoingDownLogFlush = 1;    // XFS_FSOP_GOING_FLAGS_LOGFLUSH
+  static constexpr uint32_t kGoingDownNoLogFlush = 2;  // XFS_FSOP_GOING_FLAGS_NOLOGFLUSH
+  int GoingDown(uint32_t how);
+  bool is_shut_down() const { return store_->is_shut_down(); }
+  // The inodes in memory (those the kernel may have cached pages of).
+  std::vector<uint64_t> CachedInodes();
 
   // ---- Extended attributes ----
   // Setting an access ACL clears the set-group-ID bit when the caller is neither root nor in

@@ -16,6 +16,7 @@
 #include "fs/fuse_ops.h"
 
 #include <linux/fs.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -466,10 +467,65 @@ void ReplyScrubStatus(fuse_req_t req, const void* in_buf) {
   fuse_reply_ioctl(req, 0, st.get(), sizeof(*st));
 }
 
-void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, struct fuse_file_info*,
+// The shutdown ioctl: XFS_IOC_GOINGDOWN, which ext4 (EXT4_IOC_SHUTDOWN) and f2fs share, with
+// a 32-bit flag (Filesystem::kGoingDown*). It is declared _IOR, so the kernel's FUSE client
+// sends no input for it: the flag is read from the caller's memory at `arg`, as the kernel's own
+// get_user() would (process_vm_readv; the daemon runs as root for the mounts that allow it).
+constexpr unsigned int kIocGoingDown = _IOR('X', 125, uint32_t);
+
+void ReplyGoingDown(fuse_req_t req, void* arg) {
+  const struct fuse_ctx* c = fuse_req_ctx(req);
+  if (c->uid != 0) {  // CAP_SYS_ADMIN, as xfs and ext4 require
+    fuse_reply_err(req, EPERM);
+    return;
+  }
+  uint32_t how = 0;
+  struct iovec local = {&how, sizeof(how)};
+  struct iovec remote = {arg, sizeof(how)};
+  if (process_vm_readv(c->pid, &local, 1, &remote, 1, 0) != sizeof(how)) {
+    fuse_reply_err(req, EFAULT);
+    return;
+  }
+  Filesystem* fs = Fs(req);
+  if (int e = fs->GoingDown(how)) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  // The kernel's cached pages would still answer reads: drop them, so that reads come here and
+  // fail as every other request now does.
+  if (Ctx(req)->se != nullptr) {
+    for (uint64_t ino : fs->CachedInodes())
+      fuse_lowlevel_notify_inval_inode(Ctx(req)->se, ino, 0, 0);
+  }
+  fuse_reply_ioctl(req, 0, nullptr, 0);
+}
+
+// FITRIM (fstrim), with CAP_SYS_ADMIN as ext4 and xfs require: range.len comes back as the
+// bytes trimmed.
+void ReplyTrim(fuse_req_t req, const void* in_buf) {
+  if (fuse_req_ctx(req)->uid != 0) {
+    fuse_reply_err(req, EPERM);
+    return;
+  }
+  struct fstrim_range range;
+  std::memcpy(&range, in_buf, sizeof(range));
+  uint64_t trimmed = 0;
+  if (int e = Fs(req)->Trim(range.start, range.len, range.minlen, &trimmed)) {
+    fuse_reply_err(req, e);
+    return;
+  }
+  range.len = trimmed;
+  fuse_reply_ioctl(req, 0, &range, sizeof(range));
+}
+
+void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* arg, struct fuse_file_info*,
               unsigned flags, const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
   if (flags & FUSE_IOCTL_COMPAT) {
     fuse_reply_err(req, ENOSYS);
+    return;
+  }
+  if (cmd == kIocGoingDown) {
+    ReplyGoingDown(req, arg);
     return;
   }
   if (Ctx(req)->scrubber != nullptr) {
@@ -516,6 +572,15 @@ void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, struct fu
     StablefsStats stats{};
     for (size_t i = 0; i < kNumStats; i++) stats.values[i] = v[i];
     fuse_reply_ioctl(req, 0, &stats, sizeof(stats));
+    return;
+  }
+  if (Fs(req)->is_shut_down()) {
+    fuse_reply_err(req, EIO);
+    return;
+  }
+  if (cmd == FITRIM && in_bufsz >= sizeof(struct fstrim_range) &&
+      out_bufsz >= sizeof(struct fstrim_range)) {
+    ReplyTrim(req, in_buf);
     return;
   }
   // chattr and lsattr: the kernel's fileattr code sends these with a 4-byte flags word, or a
@@ -583,6 +648,31 @@ void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, struct fu
   fuse_reply_err(req, ENOTTY);
 }
 
+// After the shutdown ioctl (Filesystem::GoingDown) every request fails with EIO, as on a kernel
+// filesystem that was shut down. Exceptions: forget and release only drop references and must
+// still free what they hold; flush has nothing left to write; statfs and the stats ioctl keep
+// answering (xfs and ext4 answer statfs too).
+template <auto Op>
+struct EioWhenShutDown;
+template <typename... Args, void (*Op)(fuse_req_t, Args...)>
+struct EioWhenShutDown<Op> {
+  static void Call(fuse_req_t req, Args... args) {
+    if (Fs(req)->is_shut_down()) {
+      fuse_reply_err(req, EIO);
+      return;
+    }
+    Op(req, args...);
+  }
+};
+
+void SfsFlushOrNothing(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  if (Fs(req)->is_shut_down()) {
+    fuse_reply_err(req, 0);
+    return;
+  }
+  SfsFlush(req, ino, fi);
+}
+
 }  // namespace
 
 const struct fuse_lowlevel_ops* StablefsLowlevelOps() {
@@ -590,39 +680,39 @@ const struct fuse_lowlevel_ops* StablefsLowlevelOps() {
     struct fuse_lowlevel_ops o;
     std::memset(&o, 0, sizeof(o));
     o.init = SfsInit;
-    o.lookup = SfsLookup;
+    o.lookup = EioWhenShutDown<SfsLookup>::Call;
     o.forget = SfsForget;
     o.forget_multi = SfsForgetMulti;
-    o.getattr = SfsGetattr;
-    o.setattr = SfsSetattr;
-    o.readlink = SfsReadlink;
-    o.mknod = SfsMknod;
-    o.mkdir = SfsMkdir;
-    o.symlink = SfsSymlink;
-    o.link = SfsLink;
-    o.unlink = SfsUnlink;
-    o.rmdir = SfsRmdir;
-    o.rename = SfsRename;
-    o.open = SfsOpen;
-    o.create = SfsCreate;
-    o.read = SfsRead;
-    o.write = SfsWrite;
-    o.flush = SfsFlush;
+    o.getattr = EioWhenShutDown<SfsGetattr>::Call;
+    o.setattr = EioWhenShutDown<SfsSetattr>::Call;
+    o.readlink = EioWhenShutDown<SfsReadlink>::Call;
+    o.mknod = EioWhenShutDown<SfsMknod>::Call;
+    o.mkdir = EioWhenShutDown<SfsMkdir>::Call;
+    o.symlink = EioWhenShutDown<SfsSymlink>::Call;
+    o.link = EioWhenShutDown<SfsLink>::Call;
+    o.unlink = EioWhenShutDown<SfsUnlink>::Call;
+    o.rmdir = EioWhenShutDown<SfsRmdir>::Call;
+    o.rename = EioWhenShutDown<SfsRename>::Call;
+    o.open = EioWhenShutDown<SfsOpen>::Call;
+    o.create = EioWhenShutDown<SfsCreate>::Call;
+    o.read = EioWhenShutDown<SfsRead>::Call;
+    o.write = EioWhenShutDown<SfsWrite>::Call;
+    o.flush = SfsFlushOrNothing;
     o.release = SfsRelease;
-    o.fsync = SfsFsync;
-    o.opendir = SfsOpendir;
-    o.readdir = SfsReaddir;
-    o.readdirplus = SfsReaddirplus;
+    o.fsync = EioWhenShutDown<SfsFsync>::Call;
+    o.opendir = EioWhenShutDown<SfsOpendir>::Call;
+    o.readdir = EioWhenShutDown<SfsReaddir>::Call;
+    o.readdirplus = EioWhenShutDown<SfsReaddirplus>::Call;
     o.releasedir = SfsReleasedir;
-    o.fsyncdir = SfsFsyncdir;
+    o.fsyncdir = EioWhenShutDown<SfsFsyncdir>::Call;
     o.statfs = SfsStatfs;
-    o.setxattr = SfsSetxattr;
-    o.getxattr = SfsGetxattr;
-    o.listxattr = SfsListxattr;
-    o.removexattr = SfsRemovexattr;
-    o.fallocate = SfsFallocate;
+    o.setxattr = EioWhenShutDown<SfsSetxattr>::Call;
+    o.getxattr = EioWhenShutDown<SfsGetxattr>::Call;
+    o.listxattr = EioWhenShutDown<SfsListxattr>::Call;
+    o.removexattr = EioWhenShutDown<SfsRemovexattr>::Call;
+    o.fallocate = EioWhenShutDown<SfsFallocate>::Call;
     o.ioctl = SfsIoctl;
-    o.lseek = SfsLseek;
+    o.lseek = EioWhenShutDown<SfsLseek>::Call;
     return o;
   }();
   return &ops;

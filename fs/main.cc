@@ -22,6 +22,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -38,6 +39,9 @@
 namespace {
 
 using stablefs::Status;
+
+// Set once the daemon has left the terminal (stderr is /dev/null from then on).
+std::atomic<bool> detached{false};
 
 void Usage(const char* prog) {
   std::printf(
@@ -126,6 +130,19 @@ int main(int argc, char** argv) {
     }
     close(ready_pipe[0]);
     setsid();
+    // The daemon logs to syslog. Until it leaves the terminal, errors and warnings also go to
+    // stderr, beside the mount command; informational lines (orphans reclaimed at mount) only to
+    // syslog, as a kernel filesystem's go to the kernel log rather than to mount(8)'s output.
+    openlog("stablefs", LOG_PID, LOG_DAEMON);
+    stablefs::SetLogSinkForTesting([](stablefs::LogLevel level, const std::string& line) {
+      const int priority = level == stablefs::LogLevel::kError     ? LOG_ERR
+                           : level == stablefs::LogLevel::kWarning ? LOG_WARNING
+                                                                   : LOG_INFO;
+      syslog(priority, "%s", line.c_str());
+      if (level != stablefs::LogLevel::kInfo && !detached.load(std::memory_order_relaxed)) {
+        std::fprintf(stderr, "stablefs: %s\n", line.c_str());
+      }
+    });
   }
 
   // A store still held by a daemon that is finishing its unmount is waited for, up to 10 s.
@@ -154,10 +171,7 @@ int main(int argc, char** argv) {
   }
   if (!cmd.foreground) {
     // Mounted: tell the parent, and leave the terminal.
-    openlog("stablefs", LOG_PID, LOG_DAEMON);
-    stablefs::SetLogSinkForTesting([](stablefs::LogLevel level, const std::string& line) {
-      syslog(level == stablefs::LogLevel::kError ? LOG_ERR : LOG_WARNING, "%s", line.c_str());
-    });
+    detached.store(true, std::memory_order_relaxed);
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
       dup2(devnull, 0);

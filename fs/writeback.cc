@@ -175,11 +175,14 @@ Status PageCache::WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, Wr
             : store_->Write(*batch);
   }
   if (!s.ok()) {
-    Log(LogLevel::kError,
-        "writeback of inode %llu pages %llu..%llu failed; the data is lost and the next fsync of "
-        "every open file reports it: %s",
-        static_cast<unsigned long long>(ino), static_cast<unsigned long long>(pages.front()->index),
-        static_cast<unsigned long long>(pages.back()->index), s.ToString().c_str());
+    // After the shutdown ioctl every writeback fails by design; the shutdown was logged once.
+    if (!store_->is_shut_down())
+      Log(LogLevel::kError,
+          "writeback of inode %llu pages %llu..%llu failed; the data is lost and the next fsync of "
+          "every open file reports it: %s",
+          static_cast<unsigned long long>(ino),
+          static_cast<unsigned long long>(pages.front()->index),
+          static_cast<unsigned long long>(pages.back()->index), s.ToString().c_str());
     as->wb_err_.Set(ErrnoFromStatus(s));
   }
   if (options_.debug_readonly) {

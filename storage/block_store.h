@@ -134,6 +134,9 @@ class BlockStore {
   // Asks the store to give back the disk space of inode ino's deleted blocks now, rather than at
   // a later compaction (called when space is short). Default: nothing to do.
   virtual Status ReclaimBlocks(uint64_t ino) { return Status::Ok(); }
+  // Gives the disk space of everything deleted back to the store's file system now, rather than
+  // at later compactions (FITRIM: fstrim). Default: nothing to do.
+  virtual Status Trim() { return Status::Ok(); }
 
   // ---- Records ----
   // NotFound if the key is absent. In kData this returns the raw value (data || tuples),
@@ -183,6 +186,13 @@ class BlockStore {
   // Makes every Write() that returned before this call durable.
   Status Sync();
 
+  // ---- Shutdown (the filesystem's shutdown ioctl) ----
+  // From now on every Write and Sync fails with IOError and changes nothing on disk; reads still
+  // work, and a Write already past this check completes, as I/O in flight does on a device.
+  // There is no way back for this open store: close it and open it again.
+  void ShutDown() { shut_down_.store(true, std::memory_order_release); }
+  bool is_shut_down() const { return shut_down_.load(std::memory_order_acquire); }
+
   // ---- PI of this store's blocks ----
   // The tuples of block `index` of inode ino holding `data`: reference tags from the block's
   // sectors, application tag from the inode (pi::AppTagForOwner).
@@ -224,6 +234,7 @@ class BlockStore {
  private:
   friend class FaultBlockStore;
 
+  std::atomic<bool> shut_down_{false};
   std::atomic<uint64_t> batches_written_{0};
   std::atomic<uint64_t> blocks_written_{0};
   std::atomic<uint64_t> blocks_read_{0};

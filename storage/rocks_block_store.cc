@@ -426,6 +426,18 @@ Status RocksBlockStore::ReclaimBlocks(uint64_t ino) {
   return Status::Ok();
 }
 
+Status RocksBlockStore::Trim() {
+  rocksdb::CompactRangeOptions co;
+  // Files a compaction of this call wrote are not compacted again.
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+  for (int i = 0; i < kNumSpaces; i++) {
+    const Space sp = static_cast<Space>(i);
+    STABLEFS_RETURN_IF_ERROR(FromRocks(db_->CompactRange(co, cf(sp), nullptr, nullptr),
+                                       [&] { return "compaction of store " + path_; }));
+  }
+  return Status::Ok();
+}
+
 Status RocksBlockStore::DoSync() {
   // An empty write with sync set, rather than DB::SyncWAL(): it joins RocksDB's write group, so
   // syncs from several threads share one fsync of the WAL (group commit), and it returns the

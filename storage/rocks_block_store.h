@@ -61,6 +61,9 @@ class RocksBlockStore : public BlockStore {
   // Compacts the data and block map ranges of ino, so that blob files holding only its deleted
   // blocks are removed.
   Status ReclaimBlocks(uint64_t ino) override;
+  // Compacts every space to its last level, so that deleted records and blob files holding only
+  // deleted blocks are gone from disk.
+  Status Trim() override;
 
   // A RocksDB property of the data column family (e.g. "rocksdb.stats"); empty if unknown.
   std::string DataProperty(const std::string& name) const;

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <set>
@@ -687,6 +688,144 @@ TEST_F(MountTest, TheSyncIoctlMakesEverythingDurable) {
   EXPECT_EQ(ReadFile(m.Path("f")), data);
   struct stat st;
   EXPECT_EQ(stat(m.Path("d").c_str(), &st), 0);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+// The shutdown ioctl (XFS_IOC_GOINGDOWN, shared by ext4 and f2fs), as xfstests' godown issues it.
+constexpr unsigned long kGoingDown = _IOR('X', 125, uint32_t);
+
+int GoingDown(const std::string& mnt, uint32_t how) {
+  int fd = open(mnt.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return errno;
+  int rc = ioctl(fd, kGoingDown, &how);
+  int e = rc == 0 ? 0 : errno;
+  close(fd);
+  return e;
+}
+
+TEST_F(MountTest, AfterTheShutdownIoctlEveryRequestFailsAndDirtyDataIsGone) {
+  Mount m({"writeback_expire_ms=600000", "allow_other"});
+  ASSERT_TRUE(m.Start());
+  const std::string synced = RandomData(256 * 1024, 21);
+  WriteFile(m.Path("synced"), synced, /*do_fsync=*/true);
+  WriteFile(m.Path("dirty"), RandomData(64 * 1024, 22));  // stays in the page cache
+  int fd = open(m.Path("synced").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  std::string buf(4096, '\0');
+  ASSERT_EQ(pread(fd, buf.data(), buf.size(), 0), 4096);  // the kernel caches the page
+
+  // Only a privileged caller may shut the filesystem down.
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int dir = open(m.mnt().c_str(), O_RDONLY | O_DIRECTORY);  // the temporary directory is 0700
+    if (dir < 0) _exit(errno);
+    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(2);
+    uint32_t how = 2;
+    _exit(ioctl(dir, kGoingDown, &how) == 0 ? 1 : errno == EPERM ? 0 : errno);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "unprivileged shutdown: "
+      << (WIFEXITED(status) ? strerror(WEXITSTATUS(status)) : "killed");
+  EXPECT_EQ(GoingDown(m.mnt(), 7), EINVAL);  // no such flag
+
+  int root = open(m.mnt().c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(root, 0);
+  ASSERT_EQ(GoingDown(m.mnt(), 2), 0);                  // XFS_FSOP_GOING_FLAGS_NOLOGFLUSH
+  EXPECT_EQ(pread(fd, buf.data(), buf.size(), 0), -1);  // not from the kernel's cached page
+  EXPECT_EQ(errno, EIO);
+  EXPECT_EQ(pwrite(fd, buf.data(), buf.size(), 0), -1);
+  EXPECT_EQ(errno, EIO);
+  EXPECT_EQ(Errno(fsync(fd)), EIO);
+  EXPECT_EQ(close(fd), 0);
+  EXPECT_EQ(open(m.Path("new").c_str(), O_CREAT | O_WRONLY, 0644), -1);
+  EXPECT_EQ(errno, EIO);
+  EXPECT_EQ(Errno(mkdir(m.Path("d").c_str(), 0755)), EIO);
+  EXPECT_EQ(opendir(m.Path("").c_str()), nullptr);
+  EXPECT_EQ(errno, EIO);
+  uint32_t how = 2;  // a second shutdown, through a directory opened before, is no error
+  EXPECT_EQ(ioctl(root, kGoingDown, &how), 0) << strerror(errno);
+  close(root);
+  ASSERT_EQ(m.Stop(), 0);
+
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(ReadFile(m.Path("synced")), synced);
+  struct stat st;
+  ASSERT_EQ(stat(m.Path("dirty").c_str(), &st), 0);       // its name reached the store
+  EXPECT_EQ(st.st_size, 0);                               // its dirty pages did not
+  EXPECT_EQ(Errno(mkdir(m.Path("d").c_str(), 0755)), 0);  // mounted again: usable
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, TheDefaultShutdownWritesBackAndSyncsFirst) {
+  Mount m({"writeback_expire_ms=600000"});
+  ASSERT_TRUE(m.Start());
+  const std::string data = RandomData(64 * 1024, 23);
+  WriteFile(m.Path("f"), data);
+  ASSERT_EQ(GoingDown(m.mnt(), 0), 0);  // XFS_FSOP_GOING_FLAGS_DEFAULT
+  struct stat st;
+  EXPECT_EQ(Errno(stat(m.Path("g").c_str(), &st)), EIO);
+  m.Crash();
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(ReadFile(m.Path("f")), data);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+// Bytes the files under dir take on disk.
+uint64_t DiskBytes(const std::string& dir) {
+  uint64_t total = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    struct stat st;
+    if (e.is_regular_file() && stat(e.path().c_str(), &st) == 0) total += st.st_blocks * 512;
+  }
+  return total;
+}
+
+int Fstrim(const std::string& mnt, struct fstrim_range* range) {
+  int fd = open(mnt.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return errno;
+  int e = ioctl(fd, FITRIM, range) == 0 ? 0 : errno;
+  close(fd);
+  return e;
+}
+
+TEST_F(MountTest, FstrimGivesTheSpaceOfDeletedDataBackAndChecksItsArguments) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  WriteFile(m.Path("big"), RandomData(32 << 20, 31), /*do_fsync=*/true);
+  ASSERT_EQ(unlink(m.Path("big").c_str()), 0);
+  int fd = open(m.Path("").c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ioctl(fd, STABLEFS_IOC_SYNC), 0);
+  close(fd);
+  const uint64_t before = DiskBytes(m.store());
+  ASSERT_GT(before, uint64_t{32} << 20);  // the deleted data is still on disk
+
+  struct statvfs sv;
+  ASSERT_EQ(statvfs(m.mnt().c_str(), &sv), 0);
+  const uint64_t size = uint64_t{sv.f_blocks} * sv.f_frsize;
+  struct fstrim_range all = {0, UINT64_MAX, 0};
+  ASSERT_EQ(Fstrim(m.mnt(), &all), 0) << strerror(Fstrim(m.mnt(), &all));
+  const uint64_t after = DiskBytes(m.store());
+  EXPECT_LT(after, before - (uint64_t{24} << 20)) << before << " -> " << after;
+  EXPECT_GT(all.len, 0u);  // the free bytes of the whole filesystem
+  EXPECT_LE(all.len, size);
+
+  struct fstrim_range r = {0, 0, 0};  // shorter than a block
+  EXPECT_EQ(Fstrim(m.mnt(), &r), EINVAL);
+  r = {0, 100, 0};
+  EXPECT_EQ(Fstrim(m.mnt(), &r), EINVAL);
+  r = {size, 1 << 20, 0};  // starts past the end
+  EXPECT_EQ(Fstrim(m.mnt(), &r), EINVAL);
+  r = {UINT64_MAX, 1 << 20, 0};
+  EXPECT_EQ(Fstrim(m.mnt(), &r), EINVAL);
+  r = {0, UINT64_MAX, size + 1};  // no extent that long
+  EXPECT_EQ(Fstrim(m.mnt(), &r), EINVAL);
+  r = {size - (1 << 20), UINT64_MAX, 0};  // the last MiB is free, by the model
+  EXPECT_EQ(Fstrim(m.mnt(), &r), 0);
+  EXPECT_EQ(r.len, uint64_t{1} << 20);
   ASSERT_EQ(m.Stop(), 0);
 }
 
