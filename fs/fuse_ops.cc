@@ -15,6 +15,7 @@
 //   handles O_DIRECT itself) and are served by, and coherent with, this daemon's page cache.
 #include "fs/fuse_ops.h"
 
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/uio.h>
 
@@ -228,13 +229,21 @@ void SfsRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_fil
   fuse_reply_buf(req, buf.data(), done);
 }
 
-void SfsWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
+void SfsWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
               struct fuse_file_info* fi) {
   size_t done = 0;
   int e = Fs(req)->Write(FileOf(fi), static_cast<uint64_t>(off), buf, size, &done);
   if (e != 0 && done == 0) {
     fuse_reply_err(req, e);
     return;
+  }
+  // An O_DIRECT write bypasses the kernel's cache of the file, and a buffered reader may have
+  // filled that cache with the old bytes while the write was on its way here; the kernel does
+  // not drop those pages when an asynchronous (AIO) direct write completes. Drop them before the
+  // reply, so that no read after the write's completion sees the old data (generic/451). A read
+  // still in flight holds its page locked; the invalidation waits for it and then drops it.
+  if ((fi->flags & O_DIRECT) && done > 0 && Ctx(req)->se != nullptr) {
+    fuse_lowlevel_notify_inval_inode(Ctx(req)->se, ino, off, static_cast<off_t>(done));
   }
   fuse_reply_write(req, done);
 }
