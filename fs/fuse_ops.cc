@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "fs/acl.h"
+#include "fs/log.h"
 #include "fs/scrub_ioctl.h"
 #include "fs/stats.h"
 
@@ -527,6 +528,45 @@ void ReplyTrim(fuse_req_t req, const void* in_buf) {
   fuse_reply_ioctl(req, 0, &range, sizeof(range));
 }
 
+void ReplyInjectFault(fuse_req_t req, const void* in_buf) {
+  if (fuse_req_ctx(req)->uid != 0) {
+    fuse_reply_err(req, EPERM);
+    return;
+  }
+  StablefsFault f;
+  std::memcpy(&f, in_buf, sizeof(f));
+  FaultBlockStore* faults = Ctx(req)->faults;
+  const Status injected = Status::IOError("injected fault (stablefsctl inject)");
+  switch (f.kind) {
+    case kFaultClear:
+      faults->ClearFaults();
+      break;
+    case kFaultWriteErrors:
+      faults->InjectWriteError(FaultBlockStore::kAnyIno, injected, f.count);
+      break;
+    case kFaultSyncErrors:
+      faults->InjectSyncError(injected, f.count);
+      break;
+    case kFaultReadErrors:
+      faults->InjectReadError(FaultBlockStore::kAnyIno, injected, f.count);
+      break;
+    default:
+      fuse_reply_err(req, EINVAL);
+      return;
+  }
+  if (f.kind != kFaultClear) {
+    const char* what = f.kind == kFaultWriteErrors  ? "writes"
+                       : f.kind == kFaultSyncErrors ? "syncs"
+                                                    : "block reads";
+    if (f.count < 0) {
+      Log(LogLevel::kWarning, "fault injected: the store's %s fail until cleared", what);
+    } else {
+      Log(LogLevel::kWarning, "fault injected: the store's next %d %s fail", f.count, what);
+    }
+  }
+  fuse_reply_ioctl(req, 0, nullptr, 0);
+}
+
 void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* arg, struct fuse_file_info*,
               unsigned flags, const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
   if (flags & FUSE_IOCTL_COMPAT) {
@@ -553,6 +593,11 @@ void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* arg, struc
       fuse_reply_ioctl(req, 0, nullptr, 0);
       return;
     }
+  }
+  if (cmd == STABLEFS_IOC_INJECT_FAULT && Ctx(req)->faults != nullptr &&
+      in_bufsz >= sizeof(StablefsFault)) {
+    ReplyInjectFault(req, in_buf);
+    return;
   }
   if (cmd == STABLEFS_IOC_STATS && out_bufsz >= sizeof(StablefsStats)) {
     Filesystem* fs = Fs(req);

@@ -7,6 +7,7 @@
 
 #include "fs/filesystem.h"
 #include "fs/scrub.h"
+#include "storage/fault_block_store.h"
 
 namespace stablefs {
 
@@ -19,6 +20,8 @@ struct FuseContext {
   struct fuse_session* se = nullptr;
   // Scrubs the store for stablefsctl scrub (fs/scrub_ioctl.h); null: the ioctls get ENOTTY.
   Scrubber* scrubber = nullptr;
+  // The store's fault injector under -o debug_faults; null: STABLEFS_IOC_INJECT_FAULT is ENOTTY.
+  FaultBlockStore* faults = nullptr;
 };
 
 // The operation table; the session's userdata must be a FuseContext*.

@@ -9,6 +9,10 @@
 //   cache_size=N[K|M|G]           page cache size. Default: 256M.
 //   writeback_expire_ms=N         age at which dirty data is written back. Default: 5000.
 //   attr_timeout=SECONDS          how long the kernel caches attributes and names. Default: 1.
+//   debug_faults                  the store fails writes, syncs or reads on demand (stablefsctl
+//                                 inject). Default: off.
+//   debug_lose_writeback_errors   fsync forgets writeback errors (for testing checkers only).
+//                                 Default: off.
 // -f stays in the foreground; -d prints FUSE requests (implies -f); -s runs single-threaded.
 // Default: daemonize and serve with several threads. default_permissions is always on.
 //
@@ -34,6 +38,7 @@
 #include "fs/fuse_ops.h"
 #include "fs/log.h"
 #include "fs/mount_options.h"
+#include "storage/fault_block_store.h"
 #include "storage/rocks_block_store.h"
 
 namespace {
@@ -51,7 +56,10 @@ void Usage(const char* prog) {
       "    -o debug_stable                  mprotect pages under writeback (default: off)\n"
       "    -o cache_size=N[K|M|G]           page cache size (default: 256M)\n"
       "    -o writeback_expire_ms=N         dirty data age before writeback (default: 5000)\n"
-      "    -o attr_timeout=SECONDS          kernel attribute cache time (default: 1)\n\n",
+      "    -o attr_timeout=SECONDS          kernel attribute cache time (default: 1)\n"
+      "    -o debug_faults                  accept stablefsctl inject (default: off)\n"
+      "    -o debug_lose_writeback_errors   forget writeback errors, to test checkers\n"
+      "                                     (default: off)\n\n",
       prog);
   fuse_cmdline_help();
   fuse_lowlevel_help();
@@ -94,6 +102,7 @@ int main(int argc, char** argv) {
   fs_options.cache.debug_readonly = cfg.debug_stable;
   fs_options.cache.cache_bytes = cfg.cache_bytes;
   fs_options.cache.dirty_expire_ms = cfg.writeback_expire_ms;
+  fs_options.cache.debug_lose_writeback_errors = cfg.debug_lose_writeback_errors;
   if (fs_options.cache.stable_pages == stablefs::StablePolicy::kOff) {
     std::fprintf(stderr,
                  "stablefs: WARNING: stable_pages=off: pages may change after their protection "
@@ -151,15 +160,26 @@ int main(int argc, char** argv) {
   rocks_options.busy_wait_ms = 10000;
   Status s = stablefs::RocksBlockStore::Open(cfg.store, rocks_options, &store);
   if (!s.ok()) return Fail(s.ToString());
+  // -o debug_faults: the store is reached through a fault injector (stablefsctl inject).
+  std::unique_ptr<stablefs::BlockStore> top;
+  stablefs::FaultBlockStore* faults = nullptr;
+  if (cfg.debug_faults) {
+    auto f = std::make_unique<stablefs::FaultBlockStore>(std::move(store), /*undo_log=*/false);
+    faults = f.get();
+    top = std::move(f);
+  } else {
+    top = std::move(store);
+  }
   std::unique_ptr<stablefs::Filesystem> fs;
-  s = stablefs::Filesystem::Open(store.get(), fs_options, &fs);
+  s = stablefs::Filesystem::Open(top.get(), fs_options, &fs);
   if (!s.ok()) return Fail(s.ToString());
 
   // The scrub reads the store only; it ends before the filesystem shuts down.
-  auto scrubber = std::make_unique<stablefs::Scrubber>(store.get());
+  auto scrubber = std::make_unique<stablefs::Scrubber>(top.get());
   stablefs::FuseContext ctx;
   ctx.fs = fs.get();
   ctx.scrubber = scrubber.get();
+  ctx.faults = faults;
   ctx.attr_timeout = ctx.entry_timeout = cfg.attr_timeout;
   struct fuse_session* se =
       fuse_session_new(&args, stablefs::StablefsLowlevelOps(), sizeof(fuse_lowlevel_ops), &ctx);
@@ -205,7 +225,7 @@ int main(int argc, char** argv) {
   // Write back and sync everything before the store closes.
   s = fs->Shutdown();
   fs.reset();
-  store.reset();
+  top.reset();
   free(cmd.mountpoint);
   fuse_opt_free_args(&args);
   if (!s.ok()) {

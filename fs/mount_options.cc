@@ -21,16 +21,21 @@ enum Key {
   kCacheSize,
   kWritebackExpireMs,
   kAttrTimeout,
+  kDebugFaults,
+  kDebugLoseWritebackErrors,
 };
 
-const struct fuse_opt kOpts[] = {FUSE_OPT_KEY("stable_pages=", kStablePages),
-                                 FUSE_OPT_KEY("debug_stable", kDebugStable),
-                                 FUSE_OPT_KEY("cache_size=", kCacheSize),
-                                 FUSE_OPT_KEY("writeback_expire_ms=", kWritebackExpireMs),
-                                 FUSE_OPT_KEY("attr_timeout=", kAttrTimeout),
-                                 FUSE_OPT_KEY("-h", kHelp),
-                                 FUSE_OPT_KEY("--help", kHelp),
-                                 FUSE_OPT_END};
+const struct fuse_opt kOpts[] = {
+    FUSE_OPT_KEY("stable_pages=", kStablePages),
+    FUSE_OPT_KEY("debug_stable", kDebugStable),
+    FUSE_OPT_KEY("cache_size=", kCacheSize),
+    FUSE_OPT_KEY("writeback_expire_ms=", kWritebackExpireMs),
+    FUSE_OPT_KEY("attr_timeout=", kAttrTimeout),
+    FUSE_OPT_KEY("debug_faults", kDebugFaults),
+    FUSE_OPT_KEY("debug_lose_writeback_errors", kDebugLoseWritebackErrors),
+    FUSE_OPT_KEY("-h", kHelp),
+    FUSE_OPT_KEY("--help", kHelp),
+    FUSE_OPT_END};
 
 struct ParseState {
   MountOptions* out;
@@ -83,6 +88,12 @@ Status ParseOne(int key, const char* arg, MountOptions* o) {
       return ParseStablePolicy(value, &o->stable_pages);
     case kDebugStable:
       o->debug_stable = true;
+      return Status::Ok();
+    case kDebugFaults:
+      o->debug_faults = true;
+      return Status::Ok();
+    case kDebugLoseWritebackErrors:
+      o->debug_lose_writeback_errors = true;
       return Status::Ok();
     case kCacheSize:
       if (!ParseSize(value, &o->cache_bytes)) {
@@ -174,6 +185,8 @@ std::string FormatMountOptions(const MountOptions& o) {
   s += ",cache_size=" + std::to_string(o.cache_bytes);
   s += ",writeback_expire_ms=" + std::to_string(o.writeback_expire_ms);
   s += ",attr_timeout=" + std::string(timeout);
+  if (o.debug_faults) s += ",debug_faults";
+  if (o.debug_lose_writeback_errors) s += ",debug_lose_writeback_errors";
   return s;
 }
 

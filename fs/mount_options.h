@@ -6,6 +6,11 @@
 //   cache_size=N[K|M|G]           page cache size in bytes, or KiB, MiB, GiB. Default: 256M.
 //   writeback_expire_ms=N         age at which dirty data is written back. Default: 5000.
 //   attr_timeout=SECONDS          how long the kernel caches attributes and names. Default: 1.
+//   debug_faults                  accept STABLEFS_IOC_INJECT_FAULT (stablefsctl inject): the
+//                                 store fails writes, syncs or reads on demand. Default: off.
+//   debug_lose_writeback_errors   forget writeback errors instead of reporting them to fsync, as
+//                                 filesystems before errseq did; only to show that a checker
+//                                 (stablefsctl compare, check 4) notices. Default: off.
 //
 // The first argument that is not an option is the store; -h and --help ask for the usage. Numbers
 // are strict: decimal digits only (no sign, no blanks), in range; attr_timeout is a finite,
@@ -30,6 +35,8 @@ struct MountOptions {
   size_t cache_bytes = size_t{256} << 20;
   uint32_t writeback_expire_ms = 5000;
   double attr_timeout = 1.0;
+  bool debug_faults = false;
+  bool debug_lose_writeback_errors = false;
   bool show_help = false;
   std::string store;  // the first non-option argument; empty if there was none
 
@@ -43,7 +50,7 @@ Status ParseMountOptions(struct fuse_args* args, MountOptions* out);
 
 // "stable_pages=wait,cache_size=268435456,writeback_expire_ms=5000,attr_timeout=1": the -o list
 // that ParseMountOptions reads back to the same options (store and show_help aside); with
-// debug_stable when set.
+// debug_stable, debug_faults and debug_lose_writeback_errors when set.
 std::string FormatMountOptions(const MountOptions& o);
 
 // N[K|M|G]: decimal bytes, or KiB, MiB, GiB (either case). False for anything else, or a size

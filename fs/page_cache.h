@@ -68,6 +68,9 @@ struct PageCacheOptions {
   uint32_t writeback_batch_pages = 256;
   // Pages read ahead of a sequential reader. Default: 32 (128 KiB).
   uint32_t readahead_pages = 32;
+  // Forget writeback errors instead of recording them for fsync (breaks guarantee 4 on purpose,
+  // to show that a checker notices). Default: false.
+  bool debug_lose_writeback_errors = false;
 };
 
 // A copy of the cache's counters; all count since the cache was created.

@@ -47,4 +47,20 @@ static_assert(kNumStats <= 32);
 // do not reach the daemon; this ioctl (stablefsctl sync MOUNTPOINT) and fsync do.
 #define STABLEFS_IOC_SYNC _IO('S', 2)
 
+// Fault injection, for testing how applications and tools meet a failing disk: only on a mount
+// with -o debug_faults (otherwise ENOTTY), and only for root (EPERM). The store below the page
+// cache then fails as a device would: its next `count` writes, syncs or block reads (count < 0:
+// every one until cleared) return an I/O error. `stablefsctl inject MOUNTPOINT` sends it.
+enum StablefsFaultKind : uint32_t {
+  kFaultClear = 0,        // removes every injected fault
+  kFaultWriteErrors = 1,  // store writes (writeback, namespace changes) fail
+  kFaultSyncErrors = 2,   // store syncs (fsync, fdatasync, O_SYNC) fail
+  kFaultReadErrors = 3,   // block reads fail
+};
+struct StablefsFault {
+  uint32_t kind;  // StablefsFaultKind
+  int32_t count;
+};
+#define STABLEFS_IOC_INJECT_FAULT _IOW('S', 3, stablefs::StablefsFault)
+
 }  // namespace stablefs

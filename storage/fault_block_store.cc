@@ -5,7 +5,8 @@
 
 namespace stablefs {
 
-FaultBlockStore::FaultBlockStore(std::unique_ptr<BlockStore> base) : base_(std::move(base)) {
+FaultBlockStore::FaultBlockStore(std::unique_ptr<BlockStore> base, bool undo_log)
+    : base_(std::move(base)), undo_log_(undo_log) {
   superblock_ = base_->superblock();
 }
 
@@ -142,8 +143,9 @@ Status FaultBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
     if (std::optional<Status> e = TakeError(&sync_errors_, kAnyIno)) return *e;
   }
   UndoBatch undo;
-  STABLEFS_RETURN_IF_ERROR(CaptureUndo(batch, &undo));
+  if (undo_log_) STABLEFS_RETURN_IF_ERROR(CaptureUndo(batch, &undo));
   STABLEFS_RETURN_IF_ERROR(base_->DoWrite(batch, sync));
+  if (!undo_log_) return Status::Ok();
   if (sync) {
     unsynced_.clear();  // a WAL sync makes every earlier write durable too
   } else {
@@ -162,6 +164,7 @@ Status FaultBlockStore::DoSync() {
 
 Status FaultBlockStore::SimulateCrash(size_t* dropped) {
   MutexLock lock(&mu_);
+  if (!undo_log_) return Status::NotSupported("no undo log is kept: cannot simulate a crash");
   const size_t tb = tuple_bytes_per_block();
   size_t n = unsynced_.size();
   // Newest first, so that each key ends in its state before the oldest unsynced batch.

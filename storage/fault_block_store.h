@@ -23,10 +23,17 @@ class FaultBlockStore : public BlockStore {
   // Matches the blocks of any inode.
   static constexpr uint64_t kAnyIno = UINT64_MAX;
 
-  explicit FaultBlockStore(std::unique_ptr<BlockStore> base);
+  // undo_log false: no undo log is kept (SimulateCrash() is then NotSupported), so that a
+  // long-running daemon (-o debug_faults) does not keep a copy of everything it overwrites.
+  explicit FaultBlockStore(std::unique_ptr<BlockStore> base, bool undo_log = true);
   ~FaultBlockStore() override;
 
   BlockStore* base() const { return base_.get(); }
+
+  // The base store's space figures and maintenance.
+  uint64_t reserved_bytes() const override { return base_->reserved_bytes(); }
+  Status ReclaimBlocks(uint64_t ino) override { return base_->ReclaimBlocks(ino); }
+  Status Trim() override { return base_->Trim(); }
 
   // The next `count` block reads touching inode ino (kAnyIno: any) fail with `error`;
   // count < 0: every one until ClearFaults().
@@ -81,6 +88,7 @@ class FaultBlockStore : public BlockStore {
   Status CaptureUndo(const WriteBatch& batch, UndoBatch* undo);
 
   const std::unique_ptr<BlockStore> base_;
+  const bool undo_log_;
   mutable Mutex mu_;  // serializes writes with their undo capture, and guards the faults
   std::vector<ErrorRule> read_errors_ GUARDED_BY(mu_);
   std::vector<ErrorRule> write_errors_ GUARDED_BY(mu_);

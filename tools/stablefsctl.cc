@@ -16,6 +16,12 @@
 //                                                 "name value" per line, or one JSON object
 //   stablefsctl sync MOUNTPOINT                   writes back and syncs the whole filesystem
 //                                                 (sync(2) does not reach a FUSE daemon)
+//   stablefsctl inject MOUNTPOINT write|sync|read|clear [COUNT]
+//                                                 makes the store of a mount made with
+//                                                 -o debug_faults fail its next COUNT writes,
+//                                                 syncs or block reads with an I/O error (default
+//                                                 1; -1: every one until cleared), as a failing
+//                                                 disk would: to see how applications meet it
 //   stablefsctl corrupt STORE PATH --offset N --what KIND [--to PATH2] [--to-offset M]
 //                       [--above-pi]
 //                                                 damages the block holding byte N on purpose,
@@ -84,6 +90,7 @@ void Usage() {
                "       stablefsctl scrub [--rate MB/s] [--json] STORE-or-MOUNTPOINT\n"
                "       stablefsctl stats MOUNTPOINT [--json]\n"
                "       stablefsctl sync MOUNTPOINT\n"
+               "       stablefsctl inject MOUNTPOINT write|sync|read|clear [COUNT]\n"
                "       stablefsctl corrupt STORE PATH --offset N --what "
                "data|guard|app|ref|swap|move|drop|torn [--to PATH2] [--to-offset M] [--above-pi]\n"
                "       stablefsctl wait STORE [SECONDS]\n"
@@ -391,6 +398,42 @@ int Sync(const std::string& mountpoint) {
   return kClean;
 }
 
+int Inject(const std::string& mountpoint, const std::string& what, const char* count_text) {
+  StablefsFault f{};
+  if (what == "write") {
+    f.kind = kFaultWriteErrors;
+  } else if (what == "sync") {
+    f.kind = kFaultSyncErrors;
+  } else if (what == "read") {
+    f.kind = kFaultReadErrors;
+  } else if (what == "clear") {
+    f.kind = kFaultClear;
+  } else {
+    Usage();
+    return Fail("unknown fault " + what + " (write, sync, read or clear)");
+  }
+  f.count = 1;
+  if (count_text != nullptr) {
+    char* end = nullptr;
+    errno = 0;
+    const long n = std::strtol(count_text, &end, 10);
+    if (end == count_text || *end != '\0' || errno != 0 || n < -1 || n > INT32_MAX || n == 0) {
+      return Fail(std::string("bad COUNT ") + count_text + " (a positive number, or -1)");
+    }
+    f.count = static_cast<int32_t>(n);
+  }
+  int fd = open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return Fail(mountpoint + ": " + strerror(errno));
+  int rc = ioctl(fd, STABLEFS_IOC_INJECT_FAULT, &f);
+  int err = errno;
+  close(fd);
+  if (rc != 0 && err == ENOTTY) {
+    return Fail(mountpoint + ": not a stablefs mounted with -o debug_faults");
+  }
+  if (rc != 0) return Fail(mountpoint + ": inject: " + strerror(err));
+  return kClean;
+}
+
 // ---- scrub ----
 
 volatile std::sig_atomic_t interrupted = 0;
@@ -651,6 +694,13 @@ int main(int argc, char** argv) {
       return kError;
     }
     return Sync(argv[2]);
+  }
+  if (cmd == "inject") {
+    if (argc != 4 && argc != 5) {
+      Usage();
+      return kError;
+    }
+    return Inject(argv[2], argv[3], argc == 5 ? argv[4] : nullptr);
   }
   if (cmd == "stats") {
     bool json = argc > 3 && std::strcmp(argv[3], "--json") == 0;

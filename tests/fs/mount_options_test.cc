@@ -35,6 +35,8 @@ TEST(MountOptionsTest, DefaultsWithoutOptions) {
   EXPECT_EQ(left, std::vector<std::string>{"/mnt"});
   EXPECT_EQ(o.stable_pages, StablePolicy::kWait);
   EXPECT_FALSE(o.debug_stable);
+  EXPECT_FALSE(o.debug_faults);
+  EXPECT_FALSE(o.debug_lose_writeback_errors);
   EXPECT_EQ(o.cache_bytes, size_t{256} << 20);
   EXPECT_EQ(o.writeback_expire_ms, 5000u);
   EXPECT_EQ(o.attr_timeout, 1.0);
@@ -46,7 +48,8 @@ TEST(MountOptionsTest, EachOptionIsReadAndFuseKeepsItsOwn) {
   std::vector<std::string> left;
   ASSERT_TRUE(Parse({"-f", "-o",
                      "stable_pages=bounce,allow_other,cache_size=3M,debug_stable,"
-                     "writeback_expire_ms=600000,attr_timeout=0.25",
+                     "writeback_expire_ms=600000,attr_timeout=0.25,debug_faults,"
+                     "debug_lose_writeback_errors",
                      "/store", "/mnt"},
                     &o, &left)
                   .ok());
@@ -55,6 +58,8 @@ TEST(MountOptionsTest, EachOptionIsReadAndFuseKeepsItsOwn) {
   EXPECT_EQ(o.cache_bytes, size_t{3} << 20);
   EXPECT_EQ(o.writeback_expire_ms, 600000u);
   EXPECT_EQ(o.attr_timeout, 0.25);
+  EXPECT_TRUE(o.debug_faults);
+  EXPECT_TRUE(o.debug_lose_writeback_errors);
   EXPECT_EQ(o.store, "/store");
   // fuse_opt gathers the options left for FUSE into one -o at the front.
   EXPECT_EQ(left, (std::vector<std::string>{"-o", "allow_other", "-f", "/mnt"}));
@@ -123,9 +128,11 @@ TEST(MountOptionsTest, FormatReadsBackToTheSameOptions) {
   o.cache_bytes = 123456789;
   o.writeback_expire_ms = 4294967295u;
   o.attr_timeout = 0.1;
+  o.debug_faults = true;
+  o.debug_lose_writeback_errors = true;
   EXPECT_EQ(FormatMountOptions(o),
             "stable_pages=off,debug_stable,cache_size=123456789,writeback_expire_ms=4294967295,"
-            "attr_timeout=0.10000000000000001");
+            "attr_timeout=0.10000000000000001,debug_faults,debug_lose_writeback_errors");
   MountOptions back;
   ASSERT_TRUE(Parse({"-o", FormatMountOptions(o)}, &back).ok());
   EXPECT_EQ(back, o);

@@ -1,6 +1,7 @@
 // stablefsctl compare, run for real: each check says "kept" on a healthy stablefs and "broken"
-// when stablefs is made to fail the guarantee it checks (stable_pages=off, or a store damaged in
-// a way the check exists to find), so no check is one that cannot fail. A short ext4 run proves
+// when stablefs is made to fail the guarantee it checks (stable_pages=off, writeback errors
+// forgotten, or a store damaged in a way the check exists to find), so no check is one that
+// cannot fail. A short ext4 run proves
 // the kernel-filesystem side (loop device, FIEMAP, shutdown ioctl, a device that fills up).
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -109,14 +110,18 @@ TEST_F(CompareTest, FsyncedDataSurvivesACrashUnlessTheStoreLosesIt) {
   EXPECT_EQ(Verdict(lost, "fsync-crash", "stablefs"), "broken") << lost.json;
 }
 
-// The store's disk fills up below it after the write was accepted. The daemon must live and
-// answer (before the store kept a reserve and logged to stderr, RocksDB aborted it on its full
-// disk and fsync met ENOTCONN: "broken"). Whether writeback fails at all depends on what the
-// store preallocated for its WAL, so "kept" and "not measurable" are both right answers here.
-TEST_F(CompareTest, AFullStoreDiskDoesNotKillTheDaemon) {
+// The store below stablefs fails every write after the data was accepted (-o debug_faults, a
+// failing disk): every fd open at the time gets EIO at its next fsync, once. A daemon that
+// forgets writeback errors (-o debug_lose_writeback_errors, as filesystems before errseq did)
+// must be reported "broken". (A full store disk is tests/mount/full_disk_test's.)
+TEST_F(CompareTest, WritebackErrorsReachEveryFdAndLosingThemIsBroken) {
   Outcome o = Compare({"--fs", "stablefs", "--checks", "4"});
-  EXPECT_NE(Verdict(o, "writeback-error", "stablefs"), "broken") << o.json;
-  EXPECT_EQ(o.json.find("ENOTCONN"), std::string::npos) << o.json;
+  EXPECT_EQ(Verdict(o, "writeback-error", "stablefs"), "kept") << o.json;
+  EXPECT_EQ(o.status, 0);
+  Outcome lost = Compare(
+      {"--fs", "stablefs", "--checks", "4", "--stablefs-options", "debug_lose_writeback_errors"});
+  EXPECT_EQ(Verdict(lost, "writeback-error", "stablefs"), "broken") << lost.json;
+  EXPECT_EQ(lost.status, 1);
 }
 
 TEST_F(CompareTest, Ext4ReturnsDamageSilentlyKeepsFsyncAndReportsWritebackErrors) {

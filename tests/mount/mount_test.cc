@@ -903,6 +903,52 @@ TEST_F(MountTest, FstrimGivesTheSpaceOfDeletedDataBackAndChecksItsArguments) {
   ASSERT_EQ(m.Stop(), 0);
 }
 
+int InjectFault(const std::string& mnt, uint32_t kind, int32_t count) {
+  int fd = open(mnt.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return errno;
+  StablefsFault f{kind, count};
+  int e = ioctl(fd, STABLEFS_IOC_INJECT_FAULT, &f) == 0 ? 0 : errno;
+  close(fd);
+  return e;
+}
+
+TEST_F(MountTest, InjectedStoreFaultsReachCallersAsEio) {
+  {
+    Mount plain;  // without -o debug_faults there is nothing to inject into
+    ASSERT_TRUE(plain.Start());
+    EXPECT_EQ(InjectFault(plain.mnt(), kFaultWriteErrors, 1), ENOTTY);
+    ASSERT_EQ(plain.Stop(), 0);
+  }
+  Mount m({"debug_faults", "writeback_expire_ms=600000"});
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(InjectFault(m.mnt(), 99, 1), EINVAL);
+  const std::string data = RandomData(64 * 1024, 41);
+  WriteFile(m.Path("f"), data, /*do_fsync=*/true);
+
+  // One failed sync: that fsync is EIO, the next one syncs and succeeds.
+  int fd = open(m.Path("f").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, "x", 1, 0), 1);
+  ASSERT_EQ(InjectFault(m.mnt(), kFaultSyncErrors, 1), 0);
+  EXPECT_EQ(Errno(fsync(fd)), EIO);
+  EXPECT_EQ(Errno(fsync(fd)), 0);
+  close(fd);
+
+  // Failed block reads: EIO from the store, never other bytes; then the same read works.
+  ASSERT_EQ(m.Stop(), 0);  // nothing cached
+  ASSERT_TRUE(m.Start());
+  ASSERT_EQ(InjectFault(m.mnt(), kFaultReadErrors, -1), 0);
+  fd = open(m.Path("f").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  std::string buf(4096, '\0');
+  EXPECT_EQ(pread(fd, buf.data(), buf.size(), 8192), -1);
+  EXPECT_EQ(errno, EIO);
+  ASSERT_EQ(InjectFault(m.mnt(), kFaultClear, 0), 0);
+  close(fd);
+  EXPECT_EQ(ReadFile(m.Path("f")), "x" + data.substr(1));
+  ASSERT_EQ(m.Stop(), 0);
+}
+
 TEST_F(MountTest, MountErrorsAreOneClearLine) {
   testing::TempDir dir;
   std::string out = dir.Sub("out");

@@ -412,8 +412,11 @@ Result CheckWritebackError(Target* t, const std::string& scratch) {
   if (small == nullptr) return NotMeasurable(check, t, "cannot recreate this filesystem");
   if (!small->Setup(&err)) return NotMeasurable(check, t, "setup on a small tmpfs: " + err);
 
-  // More than the store preallocates for its WAL (1.1 memtables), so the store needs new space.
-  constexpr size_t kWrite = 96 << 20;
+  // Where the target can make its store or device fail (stablefs: -o debug_faults), it does so
+  // after the write, with the pages still dirty; else the disk below it fills up, and then more
+  // than the store preallocates for its WAL (1.1 memtables) is written, so that it needs space.
+  const bool inject = small->CanFailWrites();
+  const size_t kWrite = inject ? size_t{1} << 20 : size_t{96} << 20;
   // Two files open before the error: each must see it at its next fsync (errseq).
   int fd1 = open(small->Path("wb").c_str(), O_CREAT | O_RDWR, 0644);
   int fd2 = open(small->Path("wb").c_str(), O_RDONLY);
@@ -423,26 +426,34 @@ Result CheckWritebackError(Target* t, const std::string& scratch) {
   // tmpfs shrinks to what it holds), so writing the dirty pages back fails.
   const std::string data = Pattern(kWrite, 41);
   int write_err = PwriteFull(fd1, data.data(), data.size(), 0) < 0 ? errno : 0;
-  // The filesystem may still be writing (its flusher): then the tmpfs holds more by the time
-  // of the remount than it did at its statfs, and the remount fails; try a little higher.
-  bool shrunk = false;
-  for (uint64_t slack : {0u, 1u << 20, 4u << 20}) {
-    if ((shrunk = space.Shrink(slack, &err))) break;
+  if (inject) {
+    if (!small->FailWrites(&err)) return NotMeasurable(check, t, err);
+  } else {
+    // The filesystem may still be writing (its flusher): then the tmpfs holds more by the time
+    // of the remount than it did at its statfs, and the remount fails; try a little higher.
+    bool shrunk = false;
+    for (uint64_t slack : {0u, 1u << 20, 4u << 20}) {
+      if ((shrunk = space.Shrink(slack, &err))) break;
+    }
+    if (!shrunk) return NotMeasurable(check, t, err);
   }
-  if (!shrunk) return NotMeasurable(check, t, err);
   int e1 = fsync(fd1) == 0 ? 0 : errno;
   int e2 = fsync(fd2) == 0 ? 0 : errno;
   int e3 = fsync(fd1) == 0 ? 0 : errno;
   close(fd1);
   close(fd2);
   ErrorReport reported = small->ErrorsSinceMark();
+  if (inject) small->HealWrites();
   // May fail on a filesystem that shut itself down (the target cleans up); then it tells why.
   const bool unmounted = small->Unmount(&err);
   small.reset();
 
   Result r = NotMeasurable(check, t, "");
-  r.evidence.push_back("device or store on a tmpfs, " + std::to_string(kWrite >> 20) +
-                       " MiB written, then the tmpfs shrunk to what it held");
+  r.evidence.push_back(inject ? std::to_string(kWrite >> 20) +
+                                    " MiB written, then every write of the store made to fail "
+                                    "(-o debug_faults: a failing disk)"
+                              : "device or store on a tmpfs, " + std::to_string(kWrite >> 20) +
+                                    " MiB written, then the tmpfs shrunk to what it held");
   r.evidence.push_back(std::string("fsync: ") + (e1 ? Errno(e1) : "0") +
                        "; fsync of a second fd: " + (e2 ? Errno(e2) : "0") +
                        "; fsync again: " + (e3 ? Errno(e3) : "0"));

@@ -83,6 +83,17 @@ class Target {
     return true;
   }
 
+  // Makes every write to the filesystem's device or store fail from now on, as a failing disk
+  // does (check 4). False when this target has no way to (kernel filesystems here: no
+  // device-mapper to put dm-error below them).
+  virtual bool CanFailWrites() const { return false; }
+  virtual bool FailWrites(std::string* err) {
+    *err = "cannot make this filesystem's device fail";
+    return false;
+  }
+  // Ends FailWrites: the device works again (before the unmount).
+  virtual void HealWrites() {}
+
   virtual void MarkErrors() = 0;
   virtual ErrorReport ErrorsSinceMark() = 0;
   // /sys/block/DEV/queue/stable_writes of the filesystem's device, or why there is none.

@@ -212,10 +212,20 @@ class StablefsTarget : public Target {
     return "no block device; the daemon's page cache, stable_pages=" + policy;
   }
 
+  // The store of a daemon mounted with -o debug_faults fails its writes on request
+  // (STABLEFS_IOC_INJECT_FAULT, as stablefsctl inject sends it): a failing disk below the store.
+  bool CanFailWrites() const override { return options_.find("debug_faults") != std::string::npos; }
+  bool FailWrites(std::string* err) override { return Inject({kFaultWriteErrors, -1}, err); }
+  void HealWrites() override {
+    std::string ignored;
+    Inject({kFaultClear, 0}, &ignored);
+  }
+
   std::unique_ptr<Target> CloneIn(const std::string& dir) const override {
     // The clone serves check 4: written pages stay dirty (the default cache, no expiry) until
-    // the fsync, which must meet the failure below the store. The user's options come after.
-    std::string options = "writeback_expire_ms=600000,cache_size=256M";
+    // the fsync, which must meet the failure below the store; the store fails on request
+    // (debug_faults). The user's options come after.
+    std::string options = "writeback_expire_ms=600000,cache_size=256M,debug_faults";
     if (!options_.empty()) options += "," + options_;
     auto t = std::make_unique<StablefsTarget>(progs_, dir, options);
     t->test_damage = test_damage;
@@ -235,6 +245,18 @@ class StablefsTarget : public Target {
     if (pid_ <= 0 || waitpid(pid_, &status, WNOHANG) != pid_) return false;
     pid_ = -1;
     return true;
+  }
+
+  bool Inject(StablefsFault f, std::string* err) {
+    int fd = open(mnt_.c_str(), O_RDONLY | O_DIRECTORY);
+    if (fd < 0) {
+      *err = mnt_ + ": " + Errno(errno);
+      return false;
+    }
+    const bool ok = ioctl(fd, STABLEFS_IOC_INJECT_FAULT, &f) == 0;
+    if (!ok) *err = "inject: " + Errno(errno);
+    close(fd);
+    return ok;
   }
 
   // A daemon's counters start at zero: keep what the one about to end counted.
