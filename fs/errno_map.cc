@@ -25,6 +25,8 @@ int ErrnoFromStatus(const Status& s) {
       return EBUSY;
     case Status::Code::kNotSupported:
       return EOPNOTSUPP;
+    case Status::Code::kReadOnly:
+      return EROFS;
   }
   return EIO;
 }

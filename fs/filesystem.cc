@@ -145,7 +145,8 @@ Status Filesystem::Open(BlockStore* store, const FilesystemOptions& options,
     MutexLock lock(&fs->ns_mu_);
     fs->next_ino_ = fs->ino_reserved_ = std::max(next, kFirstFreeIno);
   }
-  STABLEFS_RETURN_IF_ERROR(fs->ReclaimOrphans());
+  // A read-only store keeps its orphans for the next read-write mount.
+  if (!store->read_only()) STABLEFS_RETURN_IF_ERROR(fs->ReclaimOrphans());
   *out = std::move(fs);
   return Status::Ok();
 }

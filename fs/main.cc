@@ -9,6 +9,9 @@
 //   cache_size=N[K|M|G]           page cache size. Default: 256M.
 //   writeback_expire_ms=N         age at which dirty data is written back. Default: 5000.
 //   attr_timeout=SECONDS          how long the kernel caches attributes and names. Default: 1.
+//   norecovery (noload)           with ro: the store is opened read-only, nothing is written to
+//                                 it (no WAL replay written back, no orphan reclaimed). Default:
+//                                 off.
 //   debug_faults                  the store fails writes, syncs or reads on demand (stablefsctl
 //                                 inject). Default: off.
 //   debug_lose_writeback_errors   fsync forgets writeback errors (for testing checkers only).
@@ -57,6 +60,7 @@ void Usage(const char* prog) {
       "    -o cache_size=N[K|M|G]           page cache size (default: 256M)\n"
       "    -o writeback_expire_ms=N         dirty data age before writeback (default: 5000)\n"
       "    -o attr_timeout=SECONDS          kernel attribute cache time (default: 1)\n"
+      "    -o norecovery                    with ro: open the store read-only (default: off)\n"
       "    -o debug_faults                  accept stablefsctl inject (default: off)\n"
       "    -o debug_lose_writeback_errors   forget writeback errors, to test checkers\n"
       "                                     (default: off)\n\n",
@@ -158,6 +162,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<stablefs::RocksBlockStore> store;
   stablefs::RocksOptions rocks_options;
   rocks_options.busy_wait_ms = 10000;
+  rocks_options.read_only = cfg.norecovery;
   Status s = stablefs::RocksBlockStore::Open(cfg.store, rocks_options, &store);
   if (!s.ok()) return Fail(s.ToString());
   // -o debug_faults: the store is reached through a fault injector (stablefsctl inject).

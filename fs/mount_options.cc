@@ -23,6 +23,9 @@ enum Key {
   kAttrTimeout,
   kDebugFaults,
   kDebugLoseWritebackErrors,
+  kNorecovery,
+  kRo,
+  kRw,
 };
 
 const struct fuse_opt kOpts[] = {
@@ -33,6 +36,10 @@ const struct fuse_opt kOpts[] = {
     FUSE_OPT_KEY("attr_timeout=", kAttrTimeout),
     FUSE_OPT_KEY("debug_faults", kDebugFaults),
     FUSE_OPT_KEY("debug_lose_writeback_errors", kDebugLoseWritebackErrors),
+    FUSE_OPT_KEY("norecovery", kNorecovery),
+    FUSE_OPT_KEY("noload", kNorecovery),
+    FUSE_OPT_KEY("ro", kRo),
+    FUSE_OPT_KEY("rw", kRw),
     FUSE_OPT_KEY("-h", kHelp),
     FUSE_OPT_KEY("--help", kHelp),
     FUSE_OPT_END};
@@ -92,6 +99,9 @@ Status ParseOne(int key, const char* arg, MountOptions* o) {
     case kDebugFaults:
       o->debug_faults = true;
       return Status::Ok();
+    case kNorecovery:
+      o->norecovery = true;
+      return Status::Ok();
     case kDebugLoseWritebackErrors:
       o->debug_lose_writeback_errors = true;
       return Status::Ok();
@@ -130,6 +140,11 @@ int OptProc(void* data, const char* arg, int key, struct fuse_args*) {
     return 0;  // the first non-option is the store; the second (the mount point) stays for FUSE
   }
   if (key == FUSE_OPT_KEY_OPT || key == FUSE_OPT_KEY_NONOPT) return 1;  // FUSE's
+  // ro and rw are FUSE's (the kernel enforces them); stablefs notes which came last.
+  if (key == kRo || key == kRw) {
+    state->out->read_only = key == kRo;
+    return 1;
+  }
   Status s = ParseOne(key, arg, state->out);
   if (!s.ok()) {
     state->status = s;
@@ -173,6 +188,9 @@ Status ParseMountOptions(struct fuse_args* args, MountOptions* out) {
     if (!state.status.ok()) return state.status;
     return Status::InvalidArgument("");  // fuse_opt has said why on stderr
   }
+  if (out->norecovery && !out->read_only) {
+    return Status::InvalidArgument("norecovery: only with ro (the store is opened read-only)");
+  }
   return Status::Ok();
 }
 
@@ -185,6 +203,8 @@ std::string FormatMountOptions(const MountOptions& o) {
   s += ",cache_size=" + std::to_string(o.cache_bytes);
   s += ",writeback_expire_ms=" + std::to_string(o.writeback_expire_ms);
   s += ",attr_timeout=" + std::string(timeout);
+  if (o.norecovery) s += ",norecovery";
+  if (o.read_only) s += ",ro";
   if (o.debug_faults) s += ",debug_faults";
   if (o.debug_lose_writeback_errors) s += ",debug_lose_writeback_errors";
   return s;

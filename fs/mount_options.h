@@ -6,6 +6,10 @@
 //   cache_size=N[K|M|G]           page cache size in bytes, or KiB, MiB, GiB. Default: 256M.
 //   writeback_expire_ms=N         age at which dirty data is written back. Default: 5000.
 //   attr_timeout=SECONDS          how long the kernel caches attributes and names. Default: 1.
+//   norecovery (or noload)        with ro only: open the store read-only, as ext4's noload and
+//                                 xfs's norecovery mount without writing the journal back: the
+//                                 WAL is replayed into memory, nothing is written to the store
+//                                 (no orphan reclaimed, fstrim is EROFS). Default: off.
 //   debug_faults                  accept STABLEFS_IOC_INJECT_FAULT (stablefsctl inject): the
 //                                 store fails writes, syncs or reads on demand. Default: off.
 //   debug_lose_writeback_errors   forget writeback errors instead of reporting them to fsync, as
@@ -35,6 +39,8 @@ struct MountOptions {
   size_t cache_bytes = size_t{256} << 20;
   uint32_t writeback_expire_ms = 5000;
   double attr_timeout = 1.0;
+  bool norecovery = false;
+  bool read_only = false;  // "ro" was given (FUSE keeps it: the kernel enforces it)
   bool debug_faults = false;
   bool debug_lose_writeback_errors = false;
   bool show_help = false;
@@ -44,13 +50,14 @@ struct MountOptions {
 };
 
 // Removes stablefs's options from *args (FUSE's stay) into *out. InvalidArgument, naming the
-// option, for a value that is not valid; InvalidArgument with an empty message when fuse_opt
-// rejected the command line (it has printed why: one line on stderr is enough).
+// option, for a value that is not valid, or norecovery without ro; InvalidArgument with an empty
+// message when fuse_opt rejected the command line (it has printed why: one line on stderr is
+// enough).
 Status ParseMountOptions(struct fuse_args* args, MountOptions* out);
 
 // "stable_pages=wait,cache_size=268435456,writeback_expire_ms=5000,attr_timeout=1": the -o list
 // that ParseMountOptions reads back to the same options (store and show_help aside); with
-// debug_stable, debug_faults and debug_lose_writeback_errors when set.
+// debug_stable, norecovery, debug_faults and debug_lose_writeback_errors when set.
 std::string FormatMountOptions(const MountOptions& o);
 
 // N[K|M|G]: decimal bytes, or KiB, MiB, GiB (either case). False for anything else, or a size

@@ -271,6 +271,7 @@ Status BlockStore::StageDeleteRange(Space s, std::string_view begin, std::string
 
 Status BlockStore::Write(const WriteBatch& batch, const WriteOptions& options) {
   if (is_shut_down()) return Status::IOError("the store is shut down");
+  if (read_only_) return Status::ReadOnly("the store is open read-only");
   uint64_t blocks = 0;
   bool borrowed = false;
   for (const WriteBatch::Op& op : batch.ops()) {
@@ -309,6 +310,7 @@ Status BlockStore::Write(const WriteBatch& batch, const WriteOptions& options) {
 
 Status BlockStore::Sync() {
   if (is_shut_down()) return Status::IOError("the store is shut down");
+  if (read_only_) return Status::Ok();  // nothing was written
   STABLEFS_RETURN_IF_ERROR(DoSync());
   syncs_.fetch_add(1, std::memory_order_relaxed);
   return Status::Ok();

@@ -192,6 +192,8 @@ class BlockStore {
   // There is no way back for this open store: close it and open it again.
   void ShutDown() { shut_down_.store(true, std::memory_order_release); }
   bool is_shut_down() const { return shut_down_.load(std::memory_order_acquire); }
+  // A store opened read-only (RocksOptions::read_only): every Write and Sync is ReadOnly.
+  bool read_only() const { return read_only_; }
 
   // ---- PI of this store's blocks ----
   // The tuples of block `index` of inode ino holding `data`: reference tags from the block's
@@ -230,6 +232,7 @@ class BlockStore {
 
   // Set once by the implementation when the store is opened or created.
   Superblock superblock_;
+  bool read_only_ = false;
 
  private:
   friend class FaultBlockStore;

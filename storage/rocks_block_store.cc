@@ -229,7 +229,21 @@ Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
     for (int i = 0; i < kNumSpaces; i++) ours |= name == SpaceName(static_cast<Space>(i));
     if (!ours) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
   }
-  rocksdb::Status s = rocksdb::DB::Open(db_options, path_, descriptors, &handles_, &db_);
+  rocksdb::Status s;
+  if (options.read_only) {
+    // OpenForReadOnly takes no lock: take RocksDB's LOCK file as DB::Open would, so that a
+    // writer and this reader exclude each other.
+    env_ = db_options.env;
+    s = env_->LockFile(path_ + "/LOCK", &read_only_lock_);
+    if (s.ok()) s = rocksdb::DB::OpenForReadOnly(db_options, path_, descriptors, &handles_, &db_);
+    if (!s.ok() && read_only_lock_ != nullptr) {
+      env_->UnlockFile(read_only_lock_).PermitUncheckedError();
+      read_only_lock_ = nullptr;
+    }
+    read_only_ = true;
+  } else {
+    s = rocksdb::DB::Open(db_options, path_, descriptors, &handles_, &db_);
+  }
   if (!s.ok()) {
     if (IsLockError(s)) {
       return Status::Busy("store " + path_ + " is in use by another process (" + s.ToString() +
@@ -251,12 +265,14 @@ Status RocksBlockStore::LoadSuperblock() {
 }
 
 RocksBlockStore::~RocksBlockStore() {
-  if (db_ == nullptr) return;
-  for (rocksdb::ColumnFamilyHandle* h : handles_) {
-    db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  if (db_ != nullptr) {
+    for (rocksdb::ColumnFamilyHandle* h : handles_) {
+      db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    }
+    db_->Close().PermitUncheckedError();
+    delete db_;
   }
-  db_->Close().PermitUncheckedError();
-  delete db_;
+  if (read_only_lock_ != nullptr) env_->UnlockFile(read_only_lock_).PermitUncheckedError();
 }
 
 std::string RocksBlockStore::DataProperty(const std::string& name) const {
@@ -412,6 +428,7 @@ Status RocksBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
 }
 
 Status RocksBlockStore::ReclaimBlocks(uint64_t ino) {
+  if (read_only_) return Status::ReadOnly("the store is open read-only");
   const std::string begin = DataKey(ino, 0), end = DataKeyRangeEnd(ino, UINT64_MAX);
   rocksdb::Slice b(begin), e(end);
   rocksdb::CompactRangeOptions co;
@@ -427,6 +444,7 @@ Status RocksBlockStore::ReclaimBlocks(uint64_t ino) {
 }
 
 Status RocksBlockStore::Trim() {
+  if (read_only_) return Status::ReadOnly("the store is open read-only");
   rocksdb::CompactRangeOptions co;
   // Files a compaction of this call wrote are not compacted again.
   co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;

@@ -20,6 +20,7 @@ namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
 class Env;
+class FileLock;
 class Snapshot;
 }  // namespace rocksdb
 
@@ -44,6 +45,11 @@ struct RocksOptions {
   // put a fault-injecting file system here (storage/crash_file_system.h). Default: null, the
   // operating system's (rocksdb::Env::Default()).
   rocksdb::Env* env = nullptr;
+  // Open the database read-only (DB::OpenForReadOnly): its WAL is replayed into memory and
+  // nothing is written to the store's directory, no flush, no new WAL, no compaction; every
+  // Write is ReadOnly. The store's LOCK is still taken, so that no writer opens it meanwhile.
+  // The daemon's -o norecovery. Default: false.
+  bool read_only = false;
 };
 
 class RocksBlockStore : public BlockStore {
@@ -63,7 +69,7 @@ class RocksBlockStore : public BlockStore {
   Status ReclaimBlocks(uint64_t ino) override;
   // Compacts every space to its last level, so that deleted records and blob files holding only
   // deleted blocks are gone from disk.
-  Status Trim() override;
+  Status Trim() override;  // ReadOnly on a read-only store
 
   // A RocksDB property of the data column family (e.g. "rocksdb.stats"); empty if unknown.
   std::string DataProperty(const std::string& name) const;
@@ -90,6 +96,8 @@ class RocksBlockStore : public BlockStore {
   const std::string path_;
   uint64_t reserve_bytes_ = 0;  // see BlockStore::reserved_bytes(); set by OpenDb
   rocksdb::DB* db_ = nullptr;
+  rocksdb::FileLock* read_only_lock_ = nullptr;  // the LOCK file, held by a read-only open
+  rocksdb::Env* env_ = nullptr;
   // Indexed by Space; handles_ beyond kNumSpaces are column families this build does not know.
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
 };

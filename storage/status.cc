@@ -24,6 +24,8 @@ const char* CodeName(Status::Code code) {
       return "Busy";
     case Status::Code::kNotSupported:
       return "Not supported";
+    case Status::Code::kReadOnly:
+      return "Read-only";
   }
   return "Unknown";
 }

@@ -24,6 +24,7 @@ class [[nodiscard]] Status {
     kInvalidArgument,  // a caller passed something malformed
     kBusy,             // held by someone else (a locked store)
     kNotSupported,     // a valid request this build or format cannot do
+    kReadOnly,         // a write to a store opened read-only
   };
 
   Status() = default;
@@ -39,6 +40,7 @@ class [[nodiscard]] Status {
   }
   static Status Busy(std::string_view msg) { return Status(Code::kBusy, msg); }
   static Status NotSupported(std::string_view msg) { return Status(Code::kNotSupported, msg); }
+  static Status ReadOnly(std::string_view msg) { return Status(Code::kReadOnly, msg); }
 
   bool ok() const { return code_ == Code::kOk; }
   bool IsNotFound() const { return code_ == Code::kNotFound; }
@@ -49,6 +51,7 @@ class [[nodiscard]] Status {
   bool IsInvalidArgument() const { return code_ == Code::kInvalidArgument; }
   bool IsBusy() const { return code_ == Code::kBusy; }
   bool IsNotSupported() const { return code_ == Code::kNotSupported; }
+  bool IsReadOnly() const { return code_ == Code::kReadOnly; }
 
   Code code() const { return code_; }
   const std::string& message() const { return msg_; }

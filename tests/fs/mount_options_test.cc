@@ -67,6 +67,24 @@ TEST(MountOptionsTest, EachOptionIsReadAndFuseKeepsItsOwn) {
   EXPECT_TRUE(o.show_help);
 }
 
+TEST(MountOptionsTest, NorecoveryNeedsRoAndRoStaysWithFuse) {
+  MountOptions o;
+  std::vector<std::string> left;
+  ASSERT_TRUE(Parse({"-o", "ro,norecovery", "/store", "/mnt"}, &o, &left).ok());
+  EXPECT_TRUE(o.norecovery);
+  EXPECT_TRUE(o.read_only);
+  EXPECT_EQ(left, (std::vector<std::string>{"-o", "ro", "/mnt"}));  // the kernel enforces ro
+  MountOptions n;
+  ASSERT_TRUE(Parse({"-o", "noload,ro", "/store", "/mnt"}, &n).ok());  // ext4's name for it
+  EXPECT_TRUE(n.norecovery);
+  MountOptions bad;
+  Status s = Parse({"-o", "norecovery", "/store", "/mnt"}, &bad);
+  EXPECT_TRUE(s.IsInvalidArgument());
+  EXPECT_NE(s.message().find("only with ro"), std::string::npos) << s.message();
+  MountOptions last;
+  EXPECT_TRUE(Parse({"-o", "ro,rw,norecovery", "/store", "/mnt"}, &last).IsInvalidArgument());
+}
+
 TEST(MountOptionsTest, SizesTakeSuffixesAndRejectOverflow) {
   size_t v = 0;
   EXPECT_TRUE(ParseSize("0", &v));
@@ -128,11 +146,14 @@ TEST(MountOptionsTest, FormatReadsBackToTheSameOptions) {
   o.cache_bytes = 123456789;
   o.writeback_expire_ms = 4294967295u;
   o.attr_timeout = 0.1;
+  o.norecovery = true;
+  o.read_only = true;
   o.debug_faults = true;
   o.debug_lose_writeback_errors = true;
   EXPECT_EQ(FormatMountOptions(o),
             "stable_pages=off,debug_stable,cache_size=123456789,writeback_expire_ms=4294967295,"
-            "attr_timeout=0.10000000000000001,debug_faults,debug_lose_writeback_errors");
+            "attr_timeout=0.10000000000000001,norecovery,ro,debug_faults,"
+            "debug_lose_writeback_errors");
   MountOptions back;
   ASSERT_TRUE(Parse({"-o", FormatMountOptions(o)}, &back).ok());
   EXPECT_EQ(back, o);

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
@@ -946,6 +947,42 @@ TEST_F(MountTest, InjectedStoreFaultsReachCallersAsEio) {
   ASSERT_EQ(InjectFault(m.mnt(), kFaultClear, 0), 0);
   close(fd);
   EXPECT_EQ(ReadFile(m.Path("f")), "x" + data.substr(1));
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+TEST_F(MountTest, ARoNorecoveryMountWritesNothingToTheStore) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  WriteFile(m.Path("f"), "kept", /*do_fsync=*/true);
+  int fd = open(m.Path("orphan").c_str(), O_CREAT | O_RDWR, 0644);  // unlinked while open...
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(unlink(m.Path("orphan").c_str()), 0);
+  m.Crash();  // ...when the daemon dies: an orphan for the next read-write mount to reclaim
+  close(fd);
+  const auto before = [&] {
+    std::map<std::string, std::pair<off_t, int64_t>> l;
+    for (const auto& e : std::filesystem::directory_iterator(m.store())) {
+      struct stat st;
+      if (stat(e.path().c_str(), &st) == 0) {
+        l[e.path().filename()] = {st.st_size,
+                                  st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
+      }
+    }
+    return l;
+  };
+  const auto listing = before();
+  m.set_options({"ro", "norecovery"});
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(ReadFile(m.Path("f")), "kept");
+  EXPECT_EQ(open(m.Path("g").c_str(), O_CREAT | O_WRONLY, 0644), -1);
+  EXPECT_EQ(errno, EROFS);
+  struct fstrim_range r = {0, UINT64_MAX, 0};
+  EXPECT_EQ(Fstrim(m.mnt(), &r), EROFS);
+  ASSERT_EQ(m.Stop(), 0);
+  EXPECT_EQ(before(), listing);  // not one file of the store changed, orphan and WAL included
+  m.set_options({});
+  ASSERT_TRUE(m.Start());  // read-write again: the orphan is reclaimed, the file is there
+  EXPECT_EQ(ReadFile(m.Path("f")), "kept");
   ASSERT_EQ(m.Stop(), 0);
 }
 

@@ -5,9 +5,11 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <random>
@@ -738,6 +740,51 @@ TEST_F(RocksOpenTest, StoreLockedByAnotherProcess) {
   EXPECT_EQ(status, 2) << out;
   EXPECT_NE(out.find("in use by another process"), std::string::npos) << out;
   held.reset();
+  EXPECT_EQ(RunProbe(path, &out), 0) << out;
+}
+
+// Every file name in dir with its size and modification time: what a read-only open must not
+// change.
+std::map<std::string, std::pair<uint64_t, int64_t>> Listing(const std::string& dir) {
+  std::map<std::string, std::pair<uint64_t, int64_t>> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    struct stat st;
+    if (stat(e.path().c_str(), &st) != 0) continue;
+    out[e.path().filename().string()] = {static_cast<uint64_t>(st.st_size),
+                                         st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
+  }
+  return out;
+}
+
+TEST_F(RocksOpenTest, AReadOnlyOpenWritesNothingAndExcludesWriters) {
+  std::string path = Create();
+  {
+    std::unique_ptr<RocksBlockStore> s;
+    ASSERT_TRUE(RocksBlockStore::Open(path, RocksOptions(), &s).ok());
+    WriteBatch b;
+    b.Put(Space::kXattr, "k", "unsynced-but-in-the-wal");
+    ASSERT_TRUE(s->Write(b).ok());
+  }
+  const auto before = Listing(path);
+  RocksOptions ro;
+  ro.read_only = true;
+  std::unique_ptr<RocksBlockStore> s;
+  Status st = RocksBlockStore::Open(path, ro, &s);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(s->read_only());
+  std::string v;
+  ASSERT_TRUE(s->Get(Space::kXattr, "k", &v).ok());  // the WAL, replayed into memory
+  EXPECT_EQ(v, "unsynced-but-in-the-wal");
+  WriteBatch b;
+  b.Put(Space::kXattr, "k2", "v");
+  EXPECT_TRUE(s->Write(b).IsReadOnly());
+  EXPECT_TRUE(s->Trim().IsReadOnly());
+  EXPECT_TRUE(s->Sync().ok());
+  std::string out;
+  EXPECT_EQ(RunProbe(path, &out), 2) << out;  // a writer waits for the reader
+  EXPECT_NE(out.find("in use by another process"), std::string::npos) << out;
+  s.reset();
+  EXPECT_EQ(Listing(path), before);
   EXPECT_EQ(RunProbe(path, &out), 0) << out;
 }
 

@@ -79,6 +79,8 @@ class Mount {
   // The daemon's exit status when Start() failed because it exited (128 + signal if killed).
   int start_exit_status() const { return start_exit_status_; }
   std::string Path(const std::string& rel) const { return mnt_ + "/" + rel; }
+  // The -o options of the next Start().
+  void set_options(std::vector<std::string> options) { options_ = std::move(options); }
 
   // Starts the daemon and waits until the mount is there (or the daemon died).
   ::testing::AssertionResult Start() {
