@@ -969,7 +969,45 @@ int Filesystem::Read(OpenFile* f, uint64_t off, size_t size, char* buf, size_t* 
   // were fine: for FUSE a short read means end of file, and the kernel would show zeros for the
   // rest. So a healthy block in the same kernel read-ahead window as a damaged one can read as
   // EIO too; never as wrong bytes.
-  return Errno(cache_->Read(inode->as.get(), off, size, buf, done));
+  Status s = cache_->Read(inode->as.get(), off, size, buf, done);
+  if (s.ok()) TouchAtime(inode, f->flags);
+  return Errno(s);
+}
+
+bool Filesystem::AtimeNeedsUpdate(Inode* inode, const Timespec& now) {
+  if (options_.atime == AtimePolicy::kNoatime || store_->read_only()) return false;
+  if (inode->rec.flags & FS_NOATIME_FL) return false;
+  if (options_.nodiratime && inode->IsDir()) return false;
+  if (options_.atime == AtimePolicy::kStrict) return true;
+  auto not_after = [](const Timespec& a, const Timespec& b) {
+    return a.sec < b.sec || (a.sec == b.sec && a.nsec <= b.nsec);
+  };
+  const Timespec& atime = inode->rec.atime;
+  if (not_after(atime, inode->rec.mtime) || not_after(atime, inode->rec.ctime)) return true;
+  return now.sec - atime.sec >= 24 * 60 * 60;
+}
+
+bool Filesystem::AtimeDue(OpenFile* f) {
+  if (f->flags & O_NOATIME) return false;
+  Inode* inode = f->inode.get();
+  MutexLock lock(&inode->meta_mu);
+  return AtimeNeedsUpdate(inode, Now());
+}
+
+void Filesystem::TouchAtime(Inode* inode, int open_flags) {
+  if (open_flags & O_NOATIME) return;
+  MutexLock lock(&inode->meta_mu);
+  const Timespec now = Now();
+  if (!AtimeNeedsUpdate(inode, now)) return;
+  inode->rec.atime = now;
+  WriteBatch b;
+  inode->AddRecordTo(&b);
+  // As touch_atime, best effort: a failed update costs the caller nothing.
+  Status s = store_->Write(b);
+  if (!s.ok() && !store_->is_shut_down()) {
+    Log(LogLevel::kWarning, "atime of inode %llu: %s", static_cast<unsigned long long>(inode->ino),
+        s.ToString().c_str());
+  }
 }
 
 int Filesystem::Write(OpenFile* f, uint64_t off, const char* buf, size_t size, size_t* done) {
@@ -1121,6 +1159,7 @@ int Filesystem::ReadDir(uint64_t ino, uint64_t off, bool plus,
   std::shared_ptr<Inode> dir;
   if (int e = GetInode(ino, &dir)) return e;
   if (!dir->IsDir()) return ENOTDIR;
+  TouchAtime(dir.get(), 0);  // as iterate_dir's file_accessed, once per call
   struct stat st;
   if (off == 0) {
     FillStat(dir.get(), &st);

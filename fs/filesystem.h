@@ -81,8 +81,20 @@ struct OpenFile {
   int flags = 0;
 };
 
+// When a read updates the access time, as the kernel's atime mount options say
+// (fs/inode.c: atime_needs_update, relatime_need_update).
+enum class AtimePolicy {
+  kRelatime,  // when atime is not after mtime or ctime, or is a day old (Linux's default)
+  kStrict,    // on every read (strictatime)
+  kNoatime,   // never (noatime, and ro mounts)
+};
+
 struct FilesystemOptions {
   PageCacheOptions cache;
+  // Access time updates on read and readdir. Default: kRelatime.
+  AtimePolicy atime = AtimePolicy::kRelatime;
+  // Directories' access times are never updated (nodiratime). Default: false.
+  bool nodiratime = false;
   // The store's directory, whose file system statfs reports. Default: empty (statfs reports
   // no space figures).
   std::string store_path;
@@ -142,6 +154,10 @@ class Filesystem {
   // An unprivileged caller's fallocate clears set-user-ID, and set-group-ID where the file is
   // group-executable or the caller is outside its group, as file_modified() does locally.
   int Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len, const Caller& caller);
+  // Whether a read through f now would update the access time (options().atime, O_NOATIME, the
+  // noatime attribute flag). The FUSE edge opens such a file without keep_cache, so that its
+  // first read comes here and not from the kernel's cache, which updates no FUSE atime.
+  bool AtimeDue(OpenFile* f);
   // SEEK_DATA / SEEK_HOLE: data is every block the store holds and every dirty page.
   int SeekDataHole(OpenFile* f, uint64_t off, int whence, uint64_t* result);
 
@@ -254,6 +270,11 @@ class Filesystem {
   Status ReclaimOrphans();
   // Writes the inode's record alone (attribute changes).
   int PersistInode(Inode* inode);
+  // Whether reading the inode now updates its atime. REQUIRES: inode->meta_mu.
+  bool AtimeNeedsUpdate(Inode* inode, const Timespec& now) REQUIRES(inode->meta_mu);
+  // touch_atime: after a read or readdir, sets the atime to now if the policy says so and
+  // writes the record (not synced: it travels with the next sync, as on ext4).
+  void TouchAtime(Inode* inode, int open_flags);
 
   BlockStore* const store_;
   const FilesystemOptions options_;

@@ -170,11 +170,14 @@ void SfsRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   fuse_reply_err(req, Fs(req)->Rename(parent, name, newparent, newname, flags, CallerOf(req)));
 }
 
-void SetOpenFlags(struct fuse_file_info* fi) {
+void SetOpenFlags(fuse_req_t req, OpenFile* f, struct fuse_file_info* fi) {
   // O_DIRECT needs no direct_io here: the kernel's FUSE client sends O_DIRECT reads and writes
   // straight to the daemon (its ->direct_IO), after writing back and invalidating its own cached
   // pages, and such a file can still be mmapped (direct_io files cannot).
-  fi->keep_cache = 1;
+  // The kernel updates no atime of a FUSE inode, and reads its own cached pages without asking
+  // the daemon: when a read would update the atime now, the cache is dropped at this open so
+  // that the first read comes to the daemon, which updates it. Otherwise the cache is kept.
+  fi->keep_cache = Fs(req)->AtimeDue(f) ? 0 : 1;
   fi->noflush = 0;
 }
 
@@ -186,7 +189,7 @@ void SfsOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
     return;
   }
   fi->fh = reinterpret_cast<uint64_t>(f.get());
-  SetOpenFlags(fi);
+  SetOpenFlags(req, f.get(), fi);
   if (fuse_reply_open(req, fi) == -ENOENT) {  // the opener was interrupted
     (void)Fs(req)->Release(std::move(f));
     return;
@@ -204,7 +207,7 @@ void SfsCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     return;
   }
   fi->fh = reinterpret_cast<uint64_t>(f.get());
-  SetOpenFlags(fi);
+  SetOpenFlags(req, f.get(), fi);
   struct fuse_entry_param ep;
   std::memset(&ep, 0, sizeof(ep));
   ep.ino = st.st_ino;

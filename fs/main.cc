@@ -9,6 +9,8 @@
 //   cache_size=N[K|M|G]           page cache size. Default: 256M.
 //   writeback_expire_ms=N         age at which dirty data is written back. Default: 5000.
 //   attr_timeout=SECONDS          how long the kernel caches attributes and names. Default: 1.
+//   relatime|strictatime|noatime  when reads update access times. Default: relatime.
+//   nodiratime                    directories' access times are not updated. Default: off.
 //   norecovery (noload)           with ro: the store is opened read-only, nothing is written to
 //                                 it (no WAL replay written back, no orphan reclaimed). Default:
 //                                 off.
@@ -60,6 +62,8 @@ void Usage(const char* prog) {
       "    -o cache_size=N[K|M|G]           page cache size (default: 256M)\n"
       "    -o writeback_expire_ms=N         dirty data age before writeback (default: 5000)\n"
       "    -o attr_timeout=SECONDS          kernel attribute cache time (default: 1)\n"
+      "    -o relatime|strictatime|noatime  access time updates (default: relatime)\n"
+      "    -o nodiratime                    no access time updates of directories (default: off)\n"
       "    -o norecovery                    with ro: open the store read-only (default: off)\n"
       "    -o debug_faults                  accept stablefsctl inject (default: off)\n"
       "    -o debug_lose_writeback_errors   forget writeback errors, to test checkers\n"
@@ -107,6 +111,9 @@ int main(int argc, char** argv) {
   fs_options.cache.cache_bytes = cfg.cache_bytes;
   fs_options.cache.dirty_expire_ms = cfg.writeback_expire_ms;
   fs_options.cache.debug_lose_writeback_errors = cfg.debug_lose_writeback_errors;
+  // A read-only mount updates no access times (the kernel's touch_atime skips them too).
+  fs_options.atime = cfg.read_only ? stablefs::AtimePolicy::kNoatime : cfg.atime;
+  fs_options.nodiratime = cfg.nodiratime;
   if (fs_options.cache.stable_pages == stablefs::StablePolicy::kOff) {
     std::fprintf(stderr,
                  "stablefs: WARNING: stable_pages=off: pages may change after their protection "

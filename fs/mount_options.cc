@@ -26,6 +26,13 @@ enum Key {
   kNorecovery,
   kRo,
   kRw,
+  kRelatime,
+  kStrictatime,
+  kNoatime,
+  kAtime,
+  kNodiratime,
+  kDiratime,
+  kLazytime,
 };
 
 const struct fuse_opt kOpts[] = {
@@ -38,6 +45,14 @@ const struct fuse_opt kOpts[] = {
     FUSE_OPT_KEY("debug_lose_writeback_errors", kDebugLoseWritebackErrors),
     FUSE_OPT_KEY("norecovery", kNorecovery),
     FUSE_OPT_KEY("noload", kNorecovery),
+    FUSE_OPT_KEY("relatime", kRelatime),
+    FUSE_OPT_KEY("strictatime", kStrictatime),
+    FUSE_OPT_KEY("norelatime", kStrictatime),
+    FUSE_OPT_KEY("noatime", kNoatime),
+    FUSE_OPT_KEY("atime", kAtime),
+    FUSE_OPT_KEY("nodiratime", kNodiratime),
+    FUSE_OPT_KEY("diratime", kDiratime),
+    FUSE_OPT_KEY("lazytime", kLazytime),
     FUSE_OPT_KEY("ro", kRo),
     FUSE_OPT_KEY("rw", kRw),
     FUSE_OPT_KEY("-h", kHelp),
@@ -102,6 +117,18 @@ Status ParseOne(int key, const char* arg, MountOptions* o) {
     case kNorecovery:
       o->norecovery = true;
       return Status::Ok();
+    case kRelatime:
+      o->atime = AtimePolicy::kRelatime;
+      return Status::Ok();
+    case kStrictatime:
+      o->atime = AtimePolicy::kStrict;
+      return Status::Ok();
+    case kNodiratime:
+    case kDiratime:
+      o->nodiratime = key == kNodiratime;
+      return Status::Ok();
+    case kLazytime:
+      return Status::Ok();
     case kDebugLoseWritebackErrors:
       o->debug_lose_writeback_errors = true;
       return Status::Ok();
@@ -143,6 +170,11 @@ int OptProc(void* data, const char* arg, int key, struct fuse_args*) {
   // ro and rw are FUSE's (the kernel enforces them); stablefs notes which came last.
   if (key == kRo || key == kRw) {
     state->out->read_only = key == kRo;
+    return 1;
+  }
+  // libfuse knows noatime and atime (mount flags) but not the others.
+  if (key == kNoatime || key == kAtime) {
+    state->out->atime = key == kNoatime ? AtimePolicy::kNoatime : AtimePolicy::kRelatime;
     return 1;
   }
   Status s = ParseOne(key, arg, state->out);
@@ -203,6 +235,9 @@ std::string FormatMountOptions(const MountOptions& o) {
   s += ",cache_size=" + std::to_string(o.cache_bytes);
   s += ",writeback_expire_ms=" + std::to_string(o.writeback_expire_ms);
   s += ",attr_timeout=" + std::string(timeout);
+  if (o.atime == AtimePolicy::kStrict) s += ",strictatime";
+  if (o.atime == AtimePolicy::kNoatime) s += ",noatime";
+  if (o.nodiratime) s += ",nodiratime";
   if (o.norecovery) s += ",norecovery";
   if (o.read_only) s += ",ro";
   if (o.debug_faults) s += ",debug_faults";

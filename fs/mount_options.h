@@ -6,6 +6,12 @@
 //   cache_size=N[K|M|G]           page cache size in bytes, or KiB, MiB, GiB. Default: 256M.
 //   writeback_expire_ms=N         age at which dirty data is written back. Default: 5000.
 //   attr_timeout=SECONDS          how long the kernel caches attributes and names. Default: 1.
+//   relatime, strictatime (or norelatime), noatime
+//                                 when reads update access times (fs/filesystem.h,
+//                                 AtimePolicy); the last one given counts. Default: relatime.
+//   nodiratime, diratime          directories' access times never / as files'. Default: diratime.
+//   lazytime                      accepted, changes nothing (stablefs writes timestamps with the
+//                                 store's next sync anyway). atime and noatime also reach FUSE.
 //   norecovery (or noload)        with ro only: open the store read-only, as ext4's noload and
 //                                 xfs's norecovery mount without writing the journal back: the
 //                                 WAL is replayed into memory, nothing is written to the store
@@ -28,6 +34,7 @@
 #include <string>
 #include <string_view>
 
+#include "fs/filesystem.h"
 #include "fs/stable_policy.h"
 #include "storage/status.h"
 
@@ -39,6 +46,8 @@ struct MountOptions {
   size_t cache_bytes = size_t{256} << 20;
   uint32_t writeback_expire_ms = 5000;
   double attr_timeout = 1.0;
+  AtimePolicy atime = AtimePolicy::kRelatime;
+  bool nodiratime = false;
   bool norecovery = false;
   bool read_only = false;  // "ro" was given (FUSE keeps it: the kernel enforces it)
   bool debug_faults = false;

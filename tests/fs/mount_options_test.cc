@@ -85,6 +85,26 @@ TEST(MountOptionsTest, NorecoveryNeedsRoAndRoStaysWithFuse) {
   EXPECT_TRUE(Parse({"-o", "ro,rw,norecovery", "/store", "/mnt"}, &last).IsInvalidArgument());
 }
 
+TEST(MountOptionsTest, AtimeOptionsTheLastOneCounts) {
+  MountOptions o;
+  std::vector<std::string> left;
+  ASSERT_TRUE(Parse({"-o", "strictatime,nodiratime,lazytime", "/store", "/mnt"}, &o, &left).ok());
+  EXPECT_EQ(o.atime, AtimePolicy::kStrict);
+  EXPECT_TRUE(o.nodiratime);
+  EXPECT_EQ(left, (std::vector<std::string>{"/mnt"}));  // libfuse knows none of these
+  MountOptions last;
+  ASSERT_TRUE(Parse({"-o", "strictatime,noatime", "/store", "/mnt"}, &last, &left).ok());
+  EXPECT_EQ(last.atime, AtimePolicy::kNoatime);
+  EXPECT_EQ(left, (std::vector<std::string>{"-o", "noatime", "/mnt"}));  // a mount flag too
+  MountOptions r;
+  ASSERT_TRUE(Parse({"-o", "noatime,relatime,diratime", "/store", "/mnt"}, &r).ok());
+  EXPECT_EQ(r.atime, AtimePolicy::kRelatime);
+  EXPECT_FALSE(r.nodiratime);
+  MountOptions n;
+  ASSERT_TRUE(Parse({"-o", "norelatime", "/store", "/mnt"}, &n).ok());
+  EXPECT_EQ(n.atime, AtimePolicy::kStrict);
+}
+
 TEST(MountOptionsTest, SizesTakeSuffixesAndRejectOverflow) {
   size_t v = 0;
   EXPECT_TRUE(ParseSize("0", &v));
@@ -146,13 +166,15 @@ TEST(MountOptionsTest, FormatReadsBackToTheSameOptions) {
   o.cache_bytes = 123456789;
   o.writeback_expire_ms = 4294967295u;
   o.attr_timeout = 0.1;
+  o.atime = AtimePolicy::kStrict;
+  o.nodiratime = true;
   o.norecovery = true;
   o.read_only = true;
   o.debug_faults = true;
   o.debug_lose_writeback_errors = true;
   EXPECT_EQ(FormatMountOptions(o),
             "stable_pages=off,debug_stable,cache_size=123456789,writeback_expire_ms=4294967295,"
-            "attr_timeout=0.10000000000000001,norecovery,ro,debug_faults,"
+            "attr_timeout=0.10000000000000001,strictatime,nodiratime,norecovery,ro,debug_faults,"
             "debug_lose_writeback_errors");
   MountOptions back;
   ASSERT_TRUE(Parse({"-o", FormatMountOptions(o)}, &back).ok());

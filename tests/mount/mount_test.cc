@@ -986,6 +986,80 @@ TEST_F(MountTest, ARoNorecoveryMountWritesNothingToTheStore) {
   ASSERT_EQ(m.Stop(), 0);
 }
 
+struct timespec Atime(const std::string& path) {
+  struct stat st = {};
+  stat(path.c_str(), &st);
+  return st.st_atim;
+}
+bool Same(const struct timespec& a, const struct timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+// Reads the whole file through a new open, as cat does.
+void Cat(const std::string& path) { ReadFile(path); }
+
+TEST_F(MountTest, ReadsUpdateAccessTimesAsTheAtimeOptionsSay) {
+  Mount m;  // relatime, the default
+  ASSERT_TRUE(m.Start());
+  WriteFile(m.Path("f"), "aaa");
+  ASSERT_EQ(mkdir(m.Path("d").c_str(), 0755), 0);
+  const struct timespec created = Atime(m.Path("f"));
+  Cat(m.Path("f"));  // atime not after mtime: updated, although the page is in the kernel cache
+  const struct timespec first = Atime(m.Path("f"));
+  EXPECT_FALSE(Same(first, created));
+  Cat(m.Path("f"));  // atime after mtime and ctime, less than a day old: kept
+  EXPECT_TRUE(Same(Atime(m.Path("f")), first));
+  WriteFile(m.Path("f"), "bbb");  // a new mtime: the next read updates it again
+  Cat(m.Path("f"));
+  EXPECT_FALSE(Same(Atime(m.Path("f")), first));
+  const struct timespec dir_before = Atime(m.Path("d"));
+  DIR* d = opendir(m.Path("d").c_str());
+  ASSERT_NE(d, nullptr);
+  while (readdir(d) != nullptr) {
+  }
+  closedir(d);
+  EXPECT_FALSE(Same(Atime(m.Path("d")), dir_before));  // a listing is a read of the directory
+  // O_NOATIME and the noatime attribute flag keep it.
+  WriteFile(m.Path("f"), "ccc");
+  const struct timespec before_noatime = Atime(m.Path("f"));
+  int fd = open(m.Path("f").c_str(), O_RDONLY | O_NOATIME);
+  ASSERT_GE(fd, 0);
+  char buf[8];
+  ASSERT_EQ(read(fd, buf, sizeof(buf)), 3);
+  close(fd);
+  EXPECT_TRUE(Same(Atime(m.Path("f")), before_noatime));
+  const struct timespec persisted = [&] {
+    Cat(m.Path("f"));
+    return Atime(m.Path("f"));
+  }();
+  ASSERT_EQ(m.Stop(), 0);
+
+  m.set_options({"strictatime", "nodiratime"});  // every read; never a directory
+  ASSERT_TRUE(m.Start());
+  EXPECT_TRUE(Same(Atime(m.Path("f")), persisted));  // the update reached the store
+  Cat(m.Path("f"));
+  const struct timespec s1 = Atime(m.Path("f"));
+  EXPECT_FALSE(Same(s1, persisted));
+  Cat(m.Path("f"));
+  EXPECT_FALSE(Same(Atime(m.Path("f")), s1));
+  const struct timespec dir_strict = Atime(m.Path("d"));
+  d = opendir(m.Path("d").c_str());
+  ASSERT_NE(d, nullptr);
+  while (readdir(d) != nullptr) {
+  }
+  closedir(d);
+  EXPECT_TRUE(Same(Atime(m.Path("d")), dir_strict));
+  ASSERT_EQ(m.Stop(), 0);
+
+  m.set_options({"noatime"});
+  ASSERT_TRUE(m.Start());
+  WriteFile(m.Path("g"), "new");
+  const struct timespec g0 = Atime(m.Path("g"));
+  Cat(m.Path("g"));
+  EXPECT_TRUE(Same(Atime(m.Path("g")), g0));
+  ASSERT_EQ(m.Stop(), 0);
+}
+
 TEST_F(MountTest, MountErrorsAreOneClearLine) {
   testing::TempDir dir;
   std::string out = dir.Sub("out");
