@@ -1064,20 +1064,27 @@ int Filesystem::Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len, con
   MutexLock rw(&inode->rwsem);
   if (int e = CheckMutable(inode, /*append_ok=*/!(mode & ~FALLOC_FL_KEEP_SIZE))) return e;
   AddressSpace* as = inode->as.get();
-  if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
-    Status s = cache_->PunchHole(as, off, len);
-    if (!s.ok()) return Errno(s);
-  } else {
-    // Space is not reserved ahead of writeback, but a request for more than the store's file
-    // system has free fails now, as it would on a local filesystem.
+  const uint64_t first = off / kBlockSize, end = (off + len + kBlockSize - 1) / kBlockSize;
+  if (!(mode & FALLOC_FL_PUNCH_HOLE)) {
+    // A request for more than the store's file system has free fails now, as it would on a
+    // local filesystem.
     uint64_t present = 0;
-    const uint64_t first = off / kBlockSize, end = (off + len + kBlockSize - 1) / kBlockSize;
     Status s = store_->CountBlocks(inode->ino, first, end, &present);
     if (!s.ok()) return Errno(s);
     if (int e = CheckSpace((end - first - present) * kBlockSize)) return e;
   }
-  // Blocks are not reserved ahead of writes: fallocate grows the size where asked and zero
-  // ranges read as zeros, but space is taken when data is written back.
+  if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+    Status s = cache_->PunchHole(as, off, len);
+    if (!s.ok()) return Errno(s);
+  }
+  if (!(mode & FALLOC_FL_PUNCH_HOLE)) {
+    // Allocation (and ZERO_RANGE, which leaves the range allocated, as ext4 and xfs do): the
+    // blocks become preallocated block-map entries, counted in st_blocks, reading as zeros. The
+    // store's space is taken when data is written over them (an LSM store writes a block anew
+    // each time, so no space can be set aside for it in advance).
+    Status s = cache_->Preallocate(as, first, end);
+    if (!s.ok()) return Errno(s);
+  }
   if (!(mode & FALLOC_FL_KEEP_SIZE) && off + len > as->size()) {
     Status s = cache_->Truncate(as, off + len);
     if (!s.ok()) return Errno(s);
@@ -1109,10 +1116,14 @@ int Filesystem::SeekDataHole(OpenFile* f, uint64_t off, int whence, uint64_t* re
   std::vector<uint64_t> stored;
   uint64_t expect = first;  // for SEEK_HOLE: the next index that would continue the data run
   size_t di = 0;
-  Status s = store_->ScanBlockMap(inode->ino, first, end, [&](uint64_t index) {
-    stored.push_back(index);
-    return whence == SEEK_DATA ? false : stored.size() < 4096;
-  });
+  // Preallocated, unwritten blocks are holes here, as unwritten extents are on ext4 and xfs.
+  Status s = store_->ScanBlockMap(
+      inode->ino, first, end,
+      [&](uint64_t index) {
+        stored.push_back(index);
+        return whence == SEEK_DATA ? false : stored.size() < 4096;
+      },
+      /*written_only=*/true);
   if (!s.ok()) return Errno(s);
   if (whence == SEEK_DATA) {
     uint64_t best = end;
@@ -1134,10 +1145,13 @@ int Filesystem::SeekDataHole(OpenFile* f, uint64_t off, int whence, uint64_t* re
       // The scan was cut short: continue it from here.
       stored.clear();
       si = 0;
-      s = store_->ScanBlockMap(inode->ino, expect, end, [&](uint64_t index) {
-        stored.push_back(index);
-        return stored.size() < 4096;
-      });
+      s = store_->ScanBlockMap(
+          inode->ino, expect, end,
+          [&](uint64_t index) {
+            stored.push_back(index);
+            return stored.size() < 4096;
+          },
+          /*written_only=*/true);
       if (!s.ok()) return Errno(s);
     }
     expect++;

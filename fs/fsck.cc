@@ -265,7 +265,9 @@ Status Fsck(BlockStore* store, bool repair, FsckReport* r, const FsckProgress& p
     if (S_ISREG(rec.mode)) {
       const uint64_t eof_block = (rec.size + kBlockSize - 1) / kBlockSize;
       uint64_t past = 0, total = 0;
-      STABLEFS_RETURN_IF_ERROR(store->CountBlocks(ino, eof_block, UINT64_MAX, &past));
+      // Preallocated blocks past the size are fallocate's KEEP_SIZE: only written ones are wrong.
+      STABLEFS_RETURN_IF_ERROR(
+          store->CountBlocks(ino, eof_block, UINT64_MAX, &past, /*written_only=*/true));
       STABLEFS_RETURN_IF_ERROR(store->CountBlocks(ino, 0, UINT64_MAX, &total));
       if (past > 0 &&
           problem(ino, eof_block * kBlockSize,
@@ -330,10 +332,22 @@ Status Fsck(BlockStore* store, bool repair, FsckReport* r, const FsckProgress& p
         return true;
       }));
   STABLEFS_RETURN_IF_ERROR(
-      store->Scan(Space::kBlockMap, "", "", [&](std::string_view k, std::string_view) {
+      store->Scan(Space::kBlockMap, "", "", [&](std::string_view k, std::string_view value) {
         uint64_t ino, index;
+        if (!ParseDataKey(k, &ino, &index)) {
+          problem(0, 0, "malformed block map key", false);
+          return true;
+        }
+        if (value == kBlockMapUnwritten) {  // preallocated: no data record, by design
+          if (!inodes.count(ino)) dead_blocks.insert(ino);
+          return true;
+        }
+        if (!value.empty()) {
+          problem(ino, index * kBlockSize, "malformed block map value", false);
+          return true;
+        }
         std::string v;
-        if (ParseDataKey(k, &ino, &index) && store->Get(Space::kData, k, &v).IsNotFound()) {
+        if (store->Get(Space::kData, k, &v).IsNotFound()) {
           problem(ino, index * kBlockSize, "block missing: in the block map, not in the data",
                   false);
         }

@@ -591,6 +591,29 @@ Status PageCache::PunchHole(AddressSpace* as, uint64_t offset, uint64_t len) {
   return s;
 }
 
+Status PageCache::Preallocate(AddressSpace* as, uint64_t first, uint64_t end) {
+  constexpr uint64_t kBatchBlocks = 65536;
+  MutexLock lock(&mu_);
+  AcquireInodeSync(as);  // no writeback of this inode changes the block map meanwhile
+  Status s;
+  while (s.ok() && first < end) {
+    const uint64_t disk_size = as->disk_size_, blocks = as->blocks_;
+    mu_.Unlock();
+    WriteBatch batch;
+    uint64_t added = 0, next = end;
+    s = store_->StagePreallocate(as->ino_, first, end, kBatchBlocks, &batch, &added, &next);
+    if (s.ok() && added > 0) {
+      s = as->owner_ ? as->owner_->CommitWithInode(disk_size, blocks + added, &batch)
+                     : store_->Write(batch);
+    }
+    mu_.Lock();
+    if (s.ok()) as->blocks_ += added;
+    first = next;
+  }
+  ReleaseInodeSync(as);
+  return s;
+}
+
 Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end,
                             uint64_t new_disk_size) {
   const uint64_t first_whole = (start + kPageSize - 1) / kPageSize;

@@ -176,6 +176,11 @@ class PageCache {
   // Makes [offset, offset + len) a hole: whole pages are dropped and their blocks deleted, partial
   // pages are zeroed and rewritten. The size does not change.
   Status PunchHole(AddressSpace* as, uint64_t offset, uint64_t len);
+  // fallocate's allocation: every block of [first, end) (page indexes) the store does not hold
+  // becomes a preallocated, unwritten block (kBlockMapUnwritten): it reads as zeros and counts in
+  // the block count, so a later write there does not grow st_blocks. Committed with the inode
+  // record in batches of at most 65536 blocks; the size does not change.
+  Status Preallocate(AddressSpace* as, uint64_t first, uint64_t end);
 
   // ---- Writeback and durability ----
   // filemap_write_and_wait_range: writes back every page dirty in [start, end) (bytes; end

@@ -187,8 +187,11 @@ Status Scrubber::ScrubChunk(std::string* from, size_t max, bool* more) {
   std::string end = *more ? seen.back() + '\0' : std::string();
   std::vector<std::string> unseen;
   STABLEFS_RETURN_IF_ERROR(
-      store_->Scan(Space::kBlockMap, *from, end, [&](std::string_view k, std::string_view) {
-        if (!std::binary_search(seen.begin(), seen.end(), k)) unseen.emplace_back(k);
+      store_->Scan(Space::kBlockMap, *from, end, [&](std::string_view k, std::string_view v) {
+        // A preallocated block has no data record by design.
+        if (v != kBlockMapUnwritten && !std::binary_search(seen.begin(), seen.end(), k)) {
+          unseen.emplace_back(k);
+        }
         return true;
       }));
   for (const std::string& k : unseen) {

@@ -205,27 +205,54 @@ Status BlockStore::StateOfBlock(uint64_t ino, uint64_t index, BlockState* state)
 }
 
 Status BlockStore::ScanBlockMap(uint64_t ino, uint64_t first, uint64_t end,
-                                const std::function<bool(uint64_t)>& fn) {
+                                const std::function<bool(uint64_t)>& fn, bool written_only) {
   Status parse = Status::Ok();
   Status s = DoScan(
       Space::kBlockMap, DataKey(ino, first), DataKeyRangeEnd(ino, end),
-      [&](std::string_view key, std::string_view) {
+      [&](std::string_view key, std::string_view value) {
         uint64_t kino, index;
         if (!ParseDataKey(key, &kino, &index) || kino != ino) {
           parse = Status::Corruption("malformed block map key under inode " + std::to_string(ino));
           return false;
         }
+        if (written_only && value == kBlockMapUnwritten) return true;
         return fn(index);
       });
   return s.ok() ? parse : s;
 }
 
-Status BlockStore::CountBlocks(uint64_t ino, uint64_t first, uint64_t end, uint64_t* count) {
+Status BlockStore::CountBlocks(uint64_t ino, uint64_t first, uint64_t end, uint64_t* count,
+                               bool written_only) {
   *count = 0;
-  return ScanBlockMap(ino, first, end, [&](uint64_t) {
-    ++*count;
+  return ScanBlockMap(
+      ino, first, end,
+      [&](uint64_t) {
+        ++*count;
+        return true;
+      },
+      written_only);
+}
+
+Status BlockStore::StagePreallocate(uint64_t ino, uint64_t first, uint64_t end, uint64_t limit,
+                                    WriteBatch* batch, uint64_t* added, uint64_t* next) {
+  *added = 0;
+  uint64_t at = first;
+  auto fill_to = [&](uint64_t stop) {
+    while (at < stop && *added < limit) {
+      batch->Put(Space::kBlockMap, DataKey(ino, at), kBlockMapUnwritten);
+      ++*added;
+      ++at;
+    }
+  };
+  STABLEFS_RETURN_IF_ERROR(ScanBlockMap(ino, first, end, [&](uint64_t index) {
+    fill_to(index);
+    if (*added >= limit) return false;
+    at = index + 1;  // present already, written or not
     return true;
-  });
+  }));
+  fill_to(end);
+  *next = at;
+  return Status::Ok();
 }
 
 Status BlockStore::StageDeleteBlocks(uint64_t ino, uint64_t first, uint64_t end, WriteBatch* batch,

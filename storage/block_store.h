@@ -160,10 +160,18 @@ class BlockStore {
                      bool* present = nullptr);
   // Calls fn(index) for each block of ino in [first, end) that exists, in order, from the block
   // map (cheap: no data is read), until fn returns false. end == UINT64_MAX: to the last block.
+  // Preallocated, unwritten blocks (kBlockMapUnwritten) exist and are allocated, but hold no
+  // data: with written_only they are skipped (SEEK_DATA, blocks past EOF).
   Status ScanBlockMap(uint64_t ino, uint64_t first, uint64_t end,
-                      const std::function<bool(uint64_t index)>& fn);
+                      const std::function<bool(uint64_t index)>& fn, bool written_only = false);
   // The number of blocks of ino in [first, end) that exist.
-  Status CountBlocks(uint64_t ino, uint64_t first, uint64_t end, uint64_t* count);
+  Status CountBlocks(uint64_t ino, uint64_t first, uint64_t end, uint64_t* count,
+                     bool written_only = false);
+  // Stages block-map entries marking each absent block of ino in [first, end) preallocated
+  // (kBlockMapUnwritten); *added counts them. At most `limit` are staged: *next is where to go on
+  // (end when done).
+  Status StagePreallocate(uint64_t ino, uint64_t first, uint64_t end, uint64_t limit,
+                          WriteBatch* batch, uint64_t* added, uint64_t* next);
   // Stages into *batch the removal of blocks [first, end) of ino and counts those that exist
   // (*removed). Up to kPointDeleteLimit existing blocks are deleted one key at a time; more take
   // one range deletion. RocksDB 7.8 re-fragments every range tombstone in a memtable on each read

@@ -64,6 +64,10 @@ bool ParseCookieKey(std::string_view key, uint64_t* parent, uint64_t* cookie);
 
 // be64 inode || be64 block index: the key of a kData record, written into a 16-byte buffer.
 inline constexpr size_t kDataKeySize = 16;
+// The value of a block-map entry whose block was preallocated (fallocate) and never written: there
+// is no `data` record, the block reads as zeros and counts in st_blocks. The value of an entry
+// whose block is in `data` is empty. (FORMAT.md, "The block map".)
+inline constexpr std::string_view kBlockMapUnwritten = "\x01";
 void EncodeDataKey(char* dst, uint64_t ino, uint64_t index);
 std::string DataKey(uint64_t ino, uint64_t index);
 bool ParseDataKey(std::string_view key, uint64_t* ino, uint64_t* index);

@@ -50,7 +50,9 @@ Status MemBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char*
     std::string key = DataKey(ino, first + i);
     auto it = m.find(key);
     if (it == m.end()) {
-      state[i] = map.count(key) ? BlockState::kLost : BlockState::kHole;
+      auto entry = map.find(key);  // an entry without data: lost, unless preallocated
+      state[i] = entry != map.end() && entry->second != kBlockMapUnwritten ? BlockState::kLost
+                                                                           : BlockState::kHole;
       std::memset(blocks[i], 0, kBlockSize);
       continue;
     }

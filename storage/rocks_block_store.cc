@@ -321,7 +321,10 @@ Status RocksBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, cha
         s = Status::Corruption("malformed block map key under inode " + std::to_string(ino));
         break;
       }
-      if (state[index - first] == BlockState::kHole) state[index - first] = BlockState::kLost;
+      // An entry without data is a lost block, unless it marks a preallocated one.
+      if (state[index - first] == BlockState::kHole && ToView(it->value()) != kBlockMapUnwritten) {
+        state[index - first] = BlockState::kLost;
+      }
     }
     if (s.ok())
       s = FromRocks(it->status(), [&] { return "block map of inode " + std::to_string(ino); });

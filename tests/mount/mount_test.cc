@@ -1060,6 +1060,62 @@ TEST_F(MountTest, ReadsUpdateAccessTimesAsTheAtimeOptionsSay) {
   ASSERT_EQ(m.Stop(), 0);
 }
 
+TEST_F(MountTest, FallocatePreallocatesBlocksThatReadAsZerosAndSeekAsHoles) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  int fd = open(m.Path("f").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  // generic/568: two bytes across a block boundary allocate both blocks; writing them there
+  // does not grow st_blocks.
+  ASSERT_EQ(fallocate(fd, 0, 4095, 2), 0) << strerror(errno);
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 4097);
+  EXPECT_EQ(st.st_blocks, 16);
+  ASSERT_EQ(pwrite(fd, "ab", 2, 4095), 2);
+  ASSERT_EQ(fsync(fd), 0);
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_blocks, 16);
+  // KEEP_SIZE: allocated past the end, size unchanged; the range is a hole to SEEK_DATA.
+  int g = open(m.Path("g").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(g, 0);
+  ASSERT_EQ(pwrite(g, "x", 1, 0), 1);
+  ASSERT_EQ(fallocate(g, FALLOC_FL_KEEP_SIZE, 0, 1 << 20), 0);
+  ASSERT_EQ(fstat(g, &st), 0);
+  EXPECT_EQ(st.st_size, 1);
+  EXPECT_EQ(st.st_blocks, 2048);
+  ASSERT_EQ(ftruncate(g, 64 * 1024), 0);  // into the preallocated range: zeros past the byte
+  ASSERT_EQ(fsync(g), 0);
+  EXPECT_EQ(lseek(g, 0, SEEK_HOLE), 4096);
+  EXPECT_EQ(lseek(g, 4096, SEEK_DATA), -1);
+  EXPECT_EQ(errno, ENXIO);
+  // ZERO_RANGE leaves the range allocated; PUNCH_HOLE frees it.
+  ASSERT_EQ(ftruncate(g, 0), 0);
+  ASSERT_EQ(pwrite(g, RandomData(64 * 1024, 51).data(), 64 * 1024, 0), 64 * 1024);
+  ASSERT_EQ(fsync(g), 0);
+  ASSERT_EQ(fallocate(g, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 8192, 16384), 0);
+  ASSERT_EQ(fstat(g, &st), 0);
+  EXPECT_EQ(st.st_blocks, 128);
+  EXPECT_EQ(lseek(g, 8192, SEEK_HOLE), 8192);
+  ASSERT_EQ(fallocate(g, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 8192, 16384), 0);
+  ASSERT_EQ(fstat(g, &st), 0);
+  EXPECT_EQ(st.st_blocks, 128 - 32);
+  close(g);
+  close(fd);
+  ASSERT_EQ(m.Stop(), 0);
+  EXPECT_EQ(testing::Run(std::string(FSCK_BIN) + " -n " + m.store()), 0);  // all consistent
+  ASSERT_TRUE(m.Start());                                                  // and so after a remount
+  ASSERT_EQ(stat(m.Path("f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_blocks, 16);
+  std::string f = ReadFile(m.Path("f"));
+  EXPECT_EQ(f, std::string(4095, '\0') + "ab");
+  ASSERT_EQ(stat(m.Path("g").c_str(), &st), 0);
+  EXPECT_EQ(st.st_blocks, 128 - 32);
+  std::string gd = ReadFile(m.Path("g"));
+  EXPECT_EQ(gd.substr(8192, 16384), std::string(16384, '\0'));
+  ASSERT_EQ(m.Stop(), 0);
+}
+
 TEST_F(MountTest, MountErrorsAreOneClearLine) {
   testing::TempDir dir;
   std::string out = dir.Sub("out");

@@ -448,6 +448,60 @@ TYPED_TEST(BlockStoreConformance, BlockMapFollowsEveryBlock) {
   EXPECT_EQ(n, 1u);
 }
 
+TYPED_TEST(BlockStoreConformance, PreallocatedBlocksReadAsZerosCountAndAreNotData) {
+  BlockStore* s = this->store_.get();
+  const uint64_t ino = 56;
+  for (uint64_t i : {2, 5}) ASSERT_TRUE(PutBlock(s, ino, i, RandomBlock(i)).ok());
+  // Blocks 0..7 allocated: 2 and 5 exist, the other six become preallocated, in batches of 4.
+  uint64_t total = 0, at = 0;
+  while (at < 8) {
+    WriteBatch b;
+    uint64_t added = 0, next = 0;
+    ASSERT_TRUE(s->StagePreallocate(ino, at, 8, 4, &b, &added, &next).ok());
+    EXPECT_LE(added, 4u);
+    EXPECT_GT(next, at);
+    ASSERT_TRUE(s->Write(b).ok());
+    total += added;
+    at = next;
+  }
+  EXPECT_EQ(total, 6u);
+  uint64_t n = 0;
+  ASSERT_TRUE(s->CountBlocks(ino, 0, UINT64_MAX, &n).ok());
+  EXPECT_EQ(n, 8u);  // allocated: st_blocks counts them
+  ASSERT_TRUE(s->CountBlocks(ino, 0, UINT64_MAX, &n, /*written_only=*/true).ok());
+  EXPECT_EQ(n, 2u);  // holding data: SEEK_DATA sees these
+  // Preallocating again adds nothing.
+  WriteBatch again;
+  uint64_t added = 0, next = 0;
+  ASSERT_TRUE(s->StagePreallocate(ino, 0, 8, 100, &again, &added, &next).ok());
+  EXPECT_EQ(added, 0u);
+  EXPECT_EQ(next, 8u);
+  // They read as zeros, without error; written blocks read back as written.
+  std::string buf(8 * kBlockSize, 'x');
+  bool present[8];
+  ASSERT_TRUE(s->ReadBlocks(ino, 0, 8, buf.data(), present).ok());
+  for (uint64_t i = 0; i < 8; i++) {
+    const std::string want = (i == 2 || i == 5) ? RandomBlock(i) : std::string(kBlockSize, '\0');
+    EXPECT_EQ(buf.substr(i * kBlockSize, kBlockSize), want) << i;
+  }
+  BlockState state;
+  ASSERT_TRUE(s->StateOfBlock(ino, 3, &state).ok());
+  EXPECT_EQ(state, BlockState::kHole);  // not lost: a scrub must not report it
+  // Writing one makes it data; deleting the range removes both kinds.
+  ASSERT_TRUE(PutBlock(s, ino, 3, RandomBlock(3)).ok());
+  ASSERT_TRUE(s->CountBlocks(ino, 0, UINT64_MAX, &n, /*written_only=*/true).ok());
+  EXPECT_EQ(n, 3u);
+  ASSERT_TRUE(s->CountBlocks(ino, 0, UINT64_MAX, &n).ok());
+  EXPECT_EQ(n, 8u);
+  WriteBatch del;
+  uint64_t removed = 0;
+  ASSERT_TRUE(s->StageDeleteBlocks(ino, 0, 8, &del, &removed).ok());
+  EXPECT_EQ(removed, 8u);
+  ASSERT_TRUE(s->Write(del).ok());
+  ASSERT_TRUE(s->CountBlocks(ino, 0, UINT64_MAX, &n).ok());
+  EXPECT_EQ(n, 0u);
+}
+
 TYPED_TEST(BlockStoreConformance, ADroppedBlockIsDetectedNotReadAsAHole) {
   BlockStore* s = this->store_.get();
   const uint64_t ino = 57;
