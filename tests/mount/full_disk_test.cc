@@ -94,7 +94,9 @@ TEST(FullDisk, EnospcThenDeleteMakesRoomAndNothingIsDamaged) {
   const size_t more = FillUntilError(m.Path("more"), &more_err);
   EXPECT_EQ(more_err, ENOSPC) << strerror(more_err);
   EXPECT_LT(more, size_t{kDisk} / 4);
-  if (unlink(m.Path("more").c_str()) != 0) EXPECT_EQ(errno, ENOENT);  // its create may have failed
+  if (unlink(m.Path("more").c_str()) != 0) {
+    EXPECT_EQ(errno, ENOENT);  // its create may have failed
+  }
   EXPECT_TRUE(ReadFile(m.Path("keep")) == keep);
 
   // Deleting gives the space back, and writing works again.
