@@ -66,7 +66,8 @@ struct PageCacheOptions {
   uint32_t writeback_interval_ms = 1000;
   // Pages per store batch in writeback. Default: 256 (1 MiB).
   uint32_t writeback_batch_pages = 256;
-  // Pages read ahead of a sequential reader. Default: 32 (128 KiB).
+  // Pages a miss of a sequential reader fills at least (a random reader's miss fills only what it
+  // asked for). Default: 32 (128 KiB).
   uint32_t readahead_pages = 32;
   // Forget writeback errors instead of recording them for fsync (breaks guarantee 4 on purpose,
   // to show that a checker notices). Default: false.
@@ -145,6 +146,7 @@ class AddressSpace {
   uint64_t blocks_;
   bool wb_busy_ = false;  // I_SYNC
   uint32_t pins_ = 0;     // SyncAll holds the space across its writeback
+  uint64_t ra_next_ = 0;  // file_ra_state: the page after the last read's
   bool evicted_ = false;
   int64_t dirtied_when_ns_ = 0;                        // when dirty_ last became non-empty
   bi::list_member_hook<NormalLink> dirty_inode_hook_;  // PageCache::dirty_inodes_

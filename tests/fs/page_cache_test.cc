@@ -266,6 +266,43 @@ TEST(PageCacheTest, SmallCacheEvictsCleanPagesAndThrottlesWriters) {
   EXPECT_LE(as->nrpages(), 64u);
 }
 
+// A random reader's miss fills only the pages it asked for; a sequential reader's fills
+// readahead_pages (random 4 KiB reads used to read about 20 pages each from the store).
+TEST(PageCacheTest, RandomReadsFillOnlyTheirPagesSequentialReadsReadAhead) {
+  constexpr uint64_t kPages = 1024;
+  std::mt19937_64 rng(9);
+  const std::string data = RandomBytes(rng, kPages * kPageSize);
+  uint64_t reads_at_start = 0;
+  {
+    CacheFixture writer(QuietFlusher());
+    AddressSpace* as = writer.NewFile(7);
+    writer.Write(as, 0, data);
+    ASSERT_TRUE(writer.cache_->WriteAndWait(as, 0, UINT64_MAX).ok());
+    // A second cache over the same store, with nothing cached.
+    std::unique_ptr<PageCache> cold;
+    ASSERT_TRUE(PageCache::Create(writer.store_, QuietFlusher(), &cold).ok());
+    AddressSpace file(cold.get(), 7, as->size(), as->blocks(), nullptr);
+    auto read = [&](uint64_t page, size_t len) {
+      std::string buf(len, '\0');
+      size_t done = 0;
+      ASSERT_TRUE(cold->Read(&file, page * kPageSize, len, buf.data(), &done).ok());
+      ASSERT_EQ(buf, data.substr(page * kPageSize, len));
+    };
+    reads_at_start = cold->counters().pages_read;
+    for (uint64_t page : {700, 100, 900, 300, 500}) read(page, kPageSize);  // far apart
+    EXPECT_EQ(cold->counters().pages_read - reads_at_start, 5u);
+    read(600, 2 * kPageSize + 10);  // a read of three pages fills those three
+    EXPECT_EQ(cold->counters().pages_read - reads_at_start, 8u);
+    // Sequential 4 KiB reads from page 0: the first is far from the last read and fills its
+    // page; the second continues it and fills 32 pages (1..32); the 30 after it hit.
+    const uint64_t before = cold->counters().pages_read;
+    for (uint64_t page = 0; page < 32; page++) read(page, kPageSize);
+    EXPECT_EQ(cold->counters().pages_read - before, 33u);
+    EXPECT_EQ(file.nrpages(), 8u + 33u);
+    ASSERT_TRUE(cold->Evict(&file, /*write_back=*/false).ok());
+  }
+}
+
 TEST(PageCacheTest, TruncateDropsPagesDeletesBlocksAndRewritesTheTail) {
   CacheFixture f(QuietFlusher());
   AddressSpace* as = f.NewFile(9);
