@@ -357,7 +357,7 @@ Status Filesystem::FreeInode(uint64_t ino) {
 
 void Filesystem::ReclaimFreed(uint64_t ino) {
   // Short of space: less than the reserve again is usable.
-  if (CheckSpace(store_->reserved_bytes()) == 0) return;
+  if (CheckSpace(store_->reserved_bytes(), /*accept=*/false) == 0) return;
   Status s = store_->ReclaimBlocks(ino);
   if (!s.ok()) {
     Log(LogLevel::kWarning, "reclaiming the space of inode %llu: %s",
@@ -375,10 +375,28 @@ bool Filesystem::StoreSpace(struct statvfs* host, uint64_t* usable) {
   return true;
 }
 
-int Filesystem::CheckSpace(uint64_t bytes) {
+int Filesystem::CheckSpace(uint64_t bytes, bool accept) {
+  // A statvfs of the store's disk per write is a system call per write. While the disk has room
+  // to spare, the last answer (at most 100 ms old), less what was accepted since, decides; within
+  // kSpaceSlack of the limit every call asks the disk again.
+  constexpr int64_t kSpaceMaxAgeNs = 100'000'000;
+  constexpr uint64_t kSpaceSlack = uint64_t{256} << 20;
+  const int64_t now = MonotonicNs();
+  {
+    MutexLock lock(&space_mu_);
+    if (now - space_checked_ns_ < kSpaceMaxAgeNs &&
+        space_usable_ >= space_accepted_ + bytes + kSpaceSlack) {
+      if (accept) space_accepted_ += bytes;
+      return 0;
+    }
+  }
   struct statvfs host;
   uint64_t usable;
   if (!StoreSpace(&host, &usable)) return 0;
+  MutexLock lock(&space_mu_);
+  space_checked_ns_ = now;
+  space_usable_ = usable;
+  space_accepted_ = 0;
   return bytes > usable ? ENOSPC : 0;
 }
 

@@ -260,7 +260,9 @@ class Filesystem {
   // 0 if `bytes` more of new data fit on the store's disk: its free space less the store's
   // reserve (BlockStore::reserved_bytes()) and the dirty pages not yet written back; else
   // ENOSPC. Writes, creates and xattrs check it; deletions never do (they use the reserve).
-  int CheckSpace(uint64_t bytes);
+  // accept false: only asks (nothing is about to be written). While the disk has room to spare,
+  // a statvfs at most 100 ms old answers, less what was accepted since.
+  int CheckSpace(uint64_t bytes, bool accept = true);
   // The store's disk (statvfs of the store) and its usable bytes, as CheckSpace counts them;
   // false if unknown.
   bool StoreSpace(struct statvfs* host, uint64_t* usable);
@@ -286,6 +288,12 @@ class Filesystem {
 
   Mutex table_mu_;
   std::map<uint64_t, std::shared_ptr<Inode>> inodes_ GUARDED_BY(table_mu_);
+
+  // CheckSpace's last look at the store's disk: when, what was usable, what was accepted since.
+  Mutex space_mu_;
+  int64_t space_checked_ns_ GUARDED_BY(space_mu_) = INT64_MIN / 2;
+  uint64_t space_usable_ GUARDED_BY(space_mu_) = 0;
+  uint64_t space_accepted_ GUARDED_BY(space_mu_) = 0;
 };
 
 }  // namespace stablefs
