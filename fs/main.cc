@@ -33,6 +33,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -225,7 +226,10 @@ int main(int argc, char** argv) {
   } else {
     struct fuse_loop_config* lc = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(lc, cmd.clone_fd);
-    fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
+    // -o max_idle_threads is UINT_MAX when not given, which libfuse 3.14 reports as an invalid
+    // value on every mount: leave its default then. -o max_threads defaults to 10.
+    if (cmd.max_idle_threads != UINT_MAX) fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
+    fuse_loop_cfg_set_max_threads(lc, cmd.max_threads);
     loop = fuse_session_loop_mt(se, lc);
     fuse_loop_cfg_destroy(lc);
   }
