@@ -1013,7 +1013,10 @@ bool Filesystem::AtimeDue(OpenFile* f) {
 }
 
 void Filesystem::TouchAtime(Inode* inode, int open_flags) {
-  if (open_flags & O_NOATIME) return;
+  // Every read comes here: where no atime can change, no lock is taken.
+  if ((open_flags & O_NOATIME) || options_.atime == AtimePolicy::kNoatime || store_->read_only()) {
+    return;
+  }
   MutexLock lock(&inode->meta_mu);
   const Timespec now = Now();
   if (!AtimeNeedsUpdate(inode, now)) return;

@@ -34,6 +34,7 @@
 
 #include "fs/stats.h"
 #include "storage/rocks_block_store.h"
+#include "tests/util/files.h"
 #include "tests/util/temp_dir.h"
 
 namespace stablefs {
@@ -770,12 +771,7 @@ TEST_F(MountTest, TheSyncIoctlMakesEverythingDurable) {
 constexpr unsigned long kGoingDown = _IOR('X', 125, uint32_t);
 
 int GoingDown(const std::string& mnt, uint32_t how) {
-  int fd = open(mnt.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return errno;
-  int rc = ioctl(fd, kGoingDown, &how);
-  int e = rc == 0 ? 0 : errno;
-  close(fd);
-  return e;
+  return testing::IoctlOnDir(mnt, kGoingDown, &how);
 }
 
 TEST_F(MountTest, AfterTheShutdownIoctlEveryRequestFailsAndDirtyDataIsGone) {
@@ -848,22 +844,8 @@ TEST_F(MountTest, TheDefaultShutdownWritesBackAndSyncsFirst) {
   ASSERT_EQ(m.Stop(), 0);
 }
 
-// Bytes the files under dir take on disk.
-uint64_t DiskBytes(const std::string& dir) {
-  uint64_t total = 0;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-    struct stat st;
-    if (e.is_regular_file() && stat(e.path().c_str(), &st) == 0) total += st.st_blocks * 512;
-  }
-  return total;
-}
-
 int Fstrim(const std::string& mnt, struct fstrim_range* range) {
-  int fd = open(mnt.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return errno;
-  int e = ioctl(fd, FITRIM, range) == 0 ? 0 : errno;
-  close(fd);
-  return e;
+  return testing::IoctlOnDir(mnt, FITRIM, range);
 }
 
 TEST_F(MountTest, FstrimGivesTheSpaceOfDeletedDataBackAndChecksItsArguments) {
@@ -871,11 +853,8 @@ TEST_F(MountTest, FstrimGivesTheSpaceOfDeletedDataBackAndChecksItsArguments) {
   ASSERT_TRUE(m.Start());
   WriteFile(m.Path("big"), RandomData(32 << 20, 31), /*do_fsync=*/true);
   ASSERT_EQ(unlink(m.Path("big").c_str()), 0);
-  int fd = open(m.Path("").c_str(), O_RDONLY | O_DIRECTORY);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(ioctl(fd, STABLEFS_IOC_SYNC), 0);
-  close(fd);
-  const uint64_t before = DiskBytes(m.store());
+  ASSERT_EQ(testing::IoctlOnDir(m.mnt(), STABLEFS_IOC_SYNC, nullptr), 0);
+  const uint64_t before = testing::DiskBytes(m.store());
   ASSERT_GT(before, uint64_t{32} << 20);  // the deleted data is still on disk
 
   struct statvfs sv;
@@ -883,7 +862,7 @@ TEST_F(MountTest, FstrimGivesTheSpaceOfDeletedDataBackAndChecksItsArguments) {
   const uint64_t size = uint64_t{sv.f_blocks} * sv.f_frsize;
   struct fstrim_range all = {0, UINT64_MAX, 0};
   ASSERT_EQ(Fstrim(m.mnt(), &all), 0) << strerror(Fstrim(m.mnt(), &all));
-  const uint64_t after = DiskBytes(m.store());
+  const uint64_t after = testing::DiskBytes(m.store());
   EXPECT_LT(after, before - (uint64_t{24} << 20)) << before << " -> " << after;
   EXPECT_GT(all.len, 0u);  // the free bytes of the whole filesystem
   EXPECT_LE(all.len, size);
@@ -905,12 +884,8 @@ TEST_F(MountTest, FstrimGivesTheSpaceOfDeletedDataBackAndChecksItsArguments) {
 }
 
 int InjectFault(const std::string& mnt, uint32_t kind, int32_t count) {
-  int fd = open(mnt.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return errno;
   StablefsFault f{kind, count};
-  int e = ioctl(fd, STABLEFS_IOC_INJECT_FAULT, &f) == 0 ? 0 : errno;
-  close(fd);
-  return e;
+  return testing::IoctlOnDir(mnt, STABLEFS_IOC_INJECT_FAULT, &f);
 }
 
 TEST_F(MountTest, InjectedStoreFaultsReachCallersAsEio) {
@@ -959,18 +934,7 @@ TEST_F(MountTest, ARoNorecoveryMountWritesNothingToTheStore) {
   ASSERT_EQ(unlink(m.Path("orphan").c_str()), 0);
   m.Crash();  // ...when the daemon dies: an orphan for the next read-write mount to reclaim
   close(fd);
-  const auto before = [&] {
-    std::map<std::string, std::pair<off_t, int64_t>> l;
-    for (const auto& e : std::filesystem::directory_iterator(m.store())) {
-      struct stat st;
-      if (stat(e.path().c_str(), &st) == 0) {
-        l[e.path().filename()] = {st.st_size,
-                                  st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
-      }
-    }
-    return l;
-  };
-  const auto listing = before();
+  const auto listing = testing::FileStamps(m.store());
   m.set_options({"ro", "norecovery"});
   ASSERT_TRUE(m.Start());
   EXPECT_EQ(ReadFile(m.Path("f")), "kept");
@@ -979,7 +943,8 @@ TEST_F(MountTest, ARoNorecoveryMountWritesNothingToTheStore) {
   struct fstrim_range r = {0, UINT64_MAX, 0};
   EXPECT_EQ(Fstrim(m.mnt(), &r), EROFS);
   ASSERT_EQ(m.Stop(), 0);
-  EXPECT_EQ(before(), listing);  // not one file of the store changed, orphan and WAL included
+  EXPECT_EQ(testing::FileStamps(m.store()),
+            listing);  // not one file of the store changed, orphan and WAL included
   m.set_options({});
   ASSERT_TRUE(m.Start());  // read-write again: the orphan is reclaimed, the file is there
   EXPECT_EQ(ReadFile(m.Path("f")), "kept");

@@ -18,6 +18,7 @@
 #include "storage/fault_block_store.h"
 #include "storage/mem_block_store.h"
 #include "storage/rocks_block_store.h"
+#include "tests/util/files.h"
 #include "tests/util/temp_dir.h"
 
 namespace stablefs {
@@ -797,19 +798,6 @@ TEST_F(RocksOpenTest, StoreLockedByAnotherProcess) {
   EXPECT_EQ(RunProbe(path, &out), 0) << out;
 }
 
-// Every file name in dir with its size and modification time: what a read-only open must not
-// change.
-std::map<std::string, std::pair<uint64_t, int64_t>> Listing(const std::string& dir) {
-  std::map<std::string, std::pair<uint64_t, int64_t>> out;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    struct stat st;
-    if (stat(e.path().c_str(), &st) != 0) continue;
-    out[e.path().filename().string()] = {static_cast<uint64_t>(st.st_size),
-                                         st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
-  }
-  return out;
-}
-
 TEST_F(RocksOpenTest, AReadOnlyOpenWritesNothingAndExcludesWriters) {
   std::string path = Create();
   {
@@ -819,7 +807,7 @@ TEST_F(RocksOpenTest, AReadOnlyOpenWritesNothingAndExcludesWriters) {
     b.Put(Space::kXattr, "k", "unsynced-but-in-the-wal");
     ASSERT_TRUE(s->Write(b).ok());
   }
-  const auto before = Listing(path);
+  const auto before = testing::FileStamps(path);
   RocksOptions ro;
   ro.read_only = true;
   std::unique_ptr<RocksBlockStore> s;
@@ -838,7 +826,7 @@ TEST_F(RocksOpenTest, AReadOnlyOpenWritesNothingAndExcludesWriters) {
   EXPECT_EQ(RunProbe(path, &out), 2) << out;  // a writer waits for the reader
   EXPECT_NE(out.find("in use by another process"), std::string::npos) << out;
   s.reset();
-  EXPECT_EQ(Listing(path), before);
+  EXPECT_EQ(testing::FileStamps(path), before);
   EXPECT_EQ(RunProbe(path, &out), 0) << out;
 }
 
