@@ -10,6 +10,10 @@ Every target is set up and torn down by this script, also on failure or Ctrl-C:
   stablefs-off      stable_pages=off (no stable pages: the store rejects what changed under it)
   passthrough-disk  libfuse's passthrough_ll over a directory beside the stablefs store (the same
                     durability work, no checksums, no cache of its own)
+  passthrough-disk-posix  the same with -o xattr,default_permissions: extended attributes and
+                    the kernel's permission checks, as stablefs has, cost the same FUSE requests
+                    (a GETXATTR of security.capability before every write, a GETATTR of the parent
+                    directory before every create and unlink)
   passthrough-tmpfs passthrough_ll over tmpfs (a FUSE filesystem doing no work of its own)
   null              libfuse's null: writes discarded, reads return zeros (the FUSE ceiling)
   ext4              ext4 on a loop device over a sparse file beside the store
@@ -48,7 +52,7 @@ import tempfile
 import time
 
 ALL_TARGETS = ["stablefs", "stablefs-bounce", "stablefs-off", "passthrough-disk",
-               "passthrough-tmpfs", "null", "ext4", "tmpfs"]
+               "passthrough-disk-posix", "passthrough-tmpfs", "null", "ext4", "tmpfs"]
 # The workloads in table order: name, unit, higher is better.
 METRICS = [
     ("seqwrite", "MB/s", True), ("seqread", "MB/s", True),
@@ -60,7 +64,8 @@ METRICS = [
     ("cpu_write", "CPU s/GB", False), ("cpu_read", "CPU s/GB", False),
     ("peak_rss", "MiB", False),
 ]
-BASELINES = ["passthrough-disk", "passthrough-tmpfs", "null", "ext4", "tmpfs"]
+BASELINES = ["passthrough-disk", "passthrough-disk-posix", "passthrough-tmpfs", "null", "ext4",
+             "tmpfs"]
 
 
 def log(msg):
@@ -199,10 +204,11 @@ class Stablefs(FuseTarget):
 
 
 class Passthrough(FuseTarget):
-    def __init__(self, name, work, bindir, on_tmpfs):
+    def __init__(self, name, work, bindir, on_tmpfs, posix=False):
         super().__init__(name, work)
         self.binary = os.path.join(bindir, "tools", "bench", "fuse_passthrough_ll")
         self.on_tmpfs = on_tmpfs
+        self.posix = posix
         self.source = os.path.join(self.work, "source")
 
     def setup(self):
@@ -212,7 +218,8 @@ class Passthrough(FuseTarget):
             run(["mount", "-t", "tmpfs", "-o", "size=8g", "tmpfs", self.source])
 
     def mount(self):
-        self.start_daemon([self.binary, "-f", "-o", f"source={self.source}", self.mnt])
+        extra = ",xattr,default_permissions" if self.posix else ""
+        self.start_daemon([self.binary, "-f", "-o", f"source={self.source}{extra}", self.mnt])
 
     def teardown(self):
         try:
@@ -278,7 +285,8 @@ def make_target(name, work, bindir, size):
     if name.startswith("stablefs"):
         return Stablefs(name, work, bindir, name.split("-")[1] if "-" in name else "wait")
     if name.startswith("passthrough"):
-        return Passthrough(name, work, bindir, on_tmpfs=name.endswith("tmpfs"))
+        return Passthrough(name, work, bindir, on_tmpfs=name.endswith("tmpfs"),
+                           posix=name.endswith("posix"))
     if name == "null":
         return Null(name, work, bindir)
     if name == "ext4":
