@@ -166,6 +166,33 @@ bool CpuHasClmul() {
 #endif
 }
 
+bool CpuHasVpclmul() {
+#if defined(__x86_64__) || defined(__i386__)
+  // The compiler's CPU model reports AVX-512 only when the OS saves the 512-bit state (XCR0).
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return CpuHasClmul() && __builtin_cpu_supports("vpclmulqdq") &&
+           __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+bool CpuCanRun(CrcImpl impl) {
+  switch (impl) {
+    case CrcImpl::kPortable:
+      return true;
+    case CrcImpl::kClmul:
+      return CpuHasClmul();
+    case CrcImpl::kVpclmul:
+      return CpuHasVpclmul();
+  }
+  return false;
+}
+
 namespace {
 
 using Crc16Fn = uint16_t (*)(uint16_t, const void*, size_t);
@@ -179,16 +206,43 @@ uint64_t Crc64Resolve(uint64_t crc, const void* data, size_t len);
 std::atomic<Crc16Fn> g_crc16{&Crc16Resolve};
 std::atomic<Crc64Fn> g_crc64{&Crc64Resolve};
 
+Crc16Fn Crc16For(CrcImpl impl) {
+  switch (impl) {
+    case CrcImpl::kVpclmul:
+      return &Crc16T10DifVpclmul;
+    case CrcImpl::kClmul:
+      return &Crc16T10DifClmul;
+    case CrcImpl::kPortable:
+      break;
+  }
+  return &Crc16T10DifPortable;
+}
+
+Crc64Fn Crc64For(CrcImpl impl) {
+  switch (impl) {
+    case CrcImpl::kVpclmul:
+      return &Crc64NvmeVpclmul;
+    case CrcImpl::kClmul:
+      return &Crc64NvmeClmul;
+    case CrcImpl::kPortable:
+      break;
+  }
+  return &Crc64NvmePortable;
+}
+
+CrcImpl BestCrcImpl() {
+  if (CpuHasVpclmul()) return CrcImpl::kVpclmul;
+  return CpuHasClmul() ? CrcImpl::kClmul : CrcImpl::kPortable;
+}
+
 // Installs the implementation for this CPU unless one is installed already (by an earlier call or
 // by SetCrcImplForTesting).
 void InstallDefaultCrcs() {
-  const bool clmul = CpuHasClmul();
+  const CrcImpl best = BestCrcImpl();
   Crc16Fn r16 = &Crc16Resolve;
-  g_crc16.compare_exchange_strong(r16, clmul ? &Crc16T10DifClmul : &Crc16T10DifPortable,
-                                  std::memory_order_acq_rel);
+  g_crc16.compare_exchange_strong(r16, Crc16For(best), std::memory_order_acq_rel);
   Crc64Fn r64 = &Crc64Resolve;
-  g_crc64.compare_exchange_strong(r64, clmul ? &Crc64NvmeClmul : &Crc64NvmePortable,
-                                  std::memory_order_acq_rel);
+  g_crc64.compare_exchange_strong(r64, Crc64For(best), std::memory_order_acq_rel);
 }
 
 uint16_t Crc16Resolve(uint16_t crc, const void* data, size_t len) {
@@ -205,17 +259,18 @@ uint64_t Crc64Resolve(uint64_t crc, const void* data, size_t len) {
 
 CrcImpl ActiveCrcImpl() {
   InstallDefaultCrcs();
-  return g_crc64.load(std::memory_order_acquire) == &Crc64NvmeClmul ? CrcImpl::kClmul
-                                                                    : CrcImpl::kPortable;
+  const Crc64Fn f = g_crc64.load(std::memory_order_acquire);
+  if (f == &Crc64NvmeVpclmul) return CrcImpl::kVpclmul;
+  return f == &Crc64NvmeClmul ? CrcImpl::kClmul : CrcImpl::kPortable;
 }
 
 void SetCrcImplForTesting(CrcImpl impl) {
-  // kClmul without CPU support would fault; the precondition is the caller's, but fall back to
-  // the tables rather than crash.
-  assert(impl == CrcImpl::kPortable || CpuHasClmul());
-  const bool clmul = impl == CrcImpl::kClmul && CpuHasClmul();
-  g_crc16.store(clmul ? &Crc16T10DifClmul : &Crc16T10DifPortable, std::memory_order_release);
-  g_crc64.store(clmul ? &Crc64NvmeClmul : &Crc64NvmePortable, std::memory_order_release);
+  // An implementation the CPU lacks would fault; the precondition is the caller's, but fall back
+  // to the tables rather than crash.
+  assert(CpuCanRun(impl));
+  if (!CpuCanRun(impl)) impl = CrcImpl::kPortable;
+  g_crc16.store(Crc16For(impl), std::memory_order_release);
+  g_crc64.store(Crc64For(impl), std::memory_order_release);
 }
 
 uint16_t Crc16T10Dif(uint16_t crc, const void* data, size_t len) {

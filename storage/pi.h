@@ -94,20 +94,29 @@ uint64_t Xxh3(const void* data, size_t len);
 // The guard of one interval under kind `g`.
 uint64_t ComputeGuard(GuardKind g, const void* data, size_t len);
 
-// The CRCs have two implementations: a portable table-driven one and one using carry-less
-// multiply (PCLMULQDQ), chosen at run time when the CPU has it. Both are always compiled and the
-// tests run both.
-enum class CrcImpl : uint8_t { kPortable, kClmul };
+// The CRCs have three implementations: a portable table-driven one, one using carry-less
+// multiply on 128-bit registers (PCLMULQDQ), and one on 512-bit registers (VPCLMULQDQ with
+// AVX-512), the best the CPU has chosen at run time. All are always compiled and the tests run
+// each the CPU can.
+enum class CrcImpl : uint8_t { kPortable, kClmul, kVpclmul };
 bool CpuHasClmul();
+// VPCLMULQDQ, AVX-512 F/BW/VL with the OS saving their registers, and CpuHasClmul().
+bool CpuHasVpclmul();
+// Whether this CPU can run `impl`.
+bool CpuCanRun(CrcImpl impl);
 // The implementation Crc16T10Dif/Crc64Nvme use now.
 CrcImpl ActiveCrcImpl();
-// Forces one implementation (kClmul only if CpuHasClmul()); for tests and benchmarks.
+// Forces one implementation (one CpuCanRun; otherwise the portable one); for tests and
+// benchmarks.
 void SetCrcImplForTesting(CrcImpl impl);
 uint16_t Crc16T10DifPortable(uint16_t crc, const void* data, size_t len);
 uint64_t Crc64NvmePortable(uint64_t crc, const void* data, size_t len);
 // REQUIRE: CpuHasClmul().
 uint16_t Crc16T10DifClmul(uint16_t crc, const void* data, size_t len);
 uint64_t Crc64NvmeClmul(uint64_t crc, const void* data, size_t len);
+// REQUIRE: CpuHasVpclmul().
+uint16_t Crc16T10DifVpclmul(uint16_t crc, const void* data, size_t len);
+uint64_t Crc64NvmeVpclmul(uint64_t crc, const void* data, size_t len);
 
 // ---- Binding to a place and an owner ----
 // The application tag of blocks owned by inode `ino`: a 16-bit mix of the inode number, never

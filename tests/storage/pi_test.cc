@@ -44,26 +44,59 @@ uint64_t ReferenceCrc64(uint64_t crc, const unsigned char* p, size_t len) {
 
 // ---- CRC implementations: each test runs once per implementation ----
 
+const char* CrcImplName(CrcImpl impl) {
+  switch (impl) {
+    case CrcImpl::kPortable:
+      return "Portable";
+    case CrcImpl::kClmul:
+      return "Clmul";
+    case CrcImpl::kVpclmul:
+      return "Vpclmul";
+  }
+  return "?";
+}
+
+uint16_t Crc16With(CrcImpl impl, uint16_t crc, const void* data, size_t len) {
+  switch (impl) {
+    case CrcImpl::kVpclmul:
+      return Crc16T10DifVpclmul(crc, data, len);
+    case CrcImpl::kClmul:
+      return Crc16T10DifClmul(crc, data, len);
+    case CrcImpl::kPortable:
+      break;
+  }
+  return Crc16T10DifPortable(crc, data, len);
+}
+
+uint64_t Crc64With(CrcImpl impl, uint64_t crc, const void* data, size_t len) {
+  switch (impl) {
+    case CrcImpl::kVpclmul:
+      return Crc64NvmeVpclmul(crc, data, len);
+    case CrcImpl::kClmul:
+      return Crc64NvmeClmul(crc, data, len);
+    case CrcImpl::kPortable:
+      break;
+  }
+  return Crc64NvmePortable(crc, data, len);
+}
+
 class CrcTest : public ::testing::TestWithParam<CrcImpl> {
  protected:
   void SetUp() override {
-    if (GetParam() == CrcImpl::kClmul && !CpuHasClmul()) {
-      GTEST_SKIP() << "CPU has no PCLMULQDQ/SSE4.1";
-    }
+    if (!CpuCanRun(GetParam())) GTEST_SKIP() << "CPU cannot run " << CrcImplName(GetParam());
   }
   uint16_t Crc16(uint16_t crc, const void* data, size_t len) const {
-    return GetParam() == CrcImpl::kClmul ? Crc16T10DifClmul(crc, data, len)
-                                         : Crc16T10DifPortable(crc, data, len);
+    return Crc16With(GetParam(), crc, data, len);
   }
   uint64_t Crc64(uint64_t crc, const void* data, size_t len) const {
-    return GetParam() == CrcImpl::kClmul ? Crc64NvmeClmul(crc, data, len)
-                                         : Crc64NvmePortable(crc, data, len);
+    return Crc64With(GetParam(), crc, data, len);
   }
 };
 
-INSTANTIATE_TEST_SUITE_P(Impls, CrcTest, ::testing::Values(CrcImpl::kPortable, CrcImpl::kClmul),
+INSTANTIATE_TEST_SUITE_P(Impls, CrcTest,
+                         ::testing::Values(CrcImpl::kPortable, CrcImpl::kClmul, CrcImpl::kVpclmul),
                          [](const ::testing::TestParamInfo<CrcImpl>& param) {
-                           return param.param == CrcImpl::kClmul ? "Clmul" : "Portable";
+                           return CrcImplName(param.param);
                          });
 
 TEST_P(CrcTest, Crc16KnownAnswers) {
@@ -132,46 +165,56 @@ TEST_P(CrcTest, DetectsEveryBitFlipInAnInterval) {
   }
 }
 
-// ---- The clmul code against the tables ----
+// ---- The carry-less multiply code against the tables ----
 
-class ClmulTest : public ::testing::Test {
+class ClmulTest : public ::testing::TestWithParam<CrcImpl> {
  protected:
   void SetUp() override {
-    if (!CpuHasClmul()) GTEST_SKIP() << "CPU has no PCLMULQDQ/SSE4.1";
+    if (!CpuCanRun(GetParam())) GTEST_SKIP() << "CPU cannot run " << CrcImplName(GetParam());
+  }
+  uint16_t Crc16(uint16_t crc, const void* data, size_t len) const {
+    return Crc16With(GetParam(), crc, data, len);
+  }
+  uint64_t Crc64(uint64_t crc, const void* data, size_t len) const {
+    return Crc64With(GetParam(), crc, data, len);
   }
 };
 
-TEST_F(ClmulTest, MatchesPortableForEveryLengthUpTo1024) {
+INSTANTIATE_TEST_SUITE_P(Impls, ClmulTest, ::testing::Values(CrcImpl::kClmul, CrcImpl::kVpclmul),
+                         [](const ::testing::TestParamInfo<CrcImpl>& param) {
+                           return CrcImplName(param.param);
+                         });
+
+TEST_P(ClmulTest, MatchesPortableForEveryLengthUpTo1024) {
   const auto buf = RandomBytes(1024 + 64, 21);
   std::mt19937_64 rng(22);
   for (size_t len = 0; len <= 1024; len++) {
     const size_t off = rng() % 64;
     const unsigned char* p = buf.data() + off;
     const uint64_t seed = rng();
-    ASSERT_EQ(Crc16T10DifClmul(0, p, len), Crc16T10DifPortable(0, p, len)) << "len " << len;
-    ASSERT_EQ(Crc16T10DifClmul(static_cast<uint16_t>(seed), p, len),
+    ASSERT_EQ(Crc16(0, p, len), Crc16T10DifPortable(0, p, len)) << "len " << len;
+    ASSERT_EQ(Crc16(static_cast<uint16_t>(seed), p, len),
               Crc16T10DifPortable(static_cast<uint16_t>(seed), p, len))
         << "len " << len;
-    ASSERT_EQ(Crc64NvmeClmul(0, p, len), Crc64NvmePortable(0, p, len)) << "len " << len;
-    ASSERT_EQ(Crc64NvmeClmul(seed, p, len), Crc64NvmePortable(seed, p, len)) << "len " << len;
+    ASSERT_EQ(Crc64(0, p, len), Crc64NvmePortable(0, p, len)) << "len " << len;
+    ASSERT_EQ(Crc64(seed, p, len), Crc64NvmePortable(seed, p, len)) << "len " << len;
   }
 }
 
-TEST_F(ClmulTest, MatchesPortableOnLargeUnalignedBuffers) {
+TEST_P(ClmulTest, MatchesPortableOnLargeUnalignedBuffers) {
   const auto buf = RandomBytes((1 << 20) + 64, 31);
   for (size_t len : {size_t{65536}, size_t{65537}, size_t{65536 + 127}, size_t{99999},
                      size_t{1} << 20, (size_t{1} << 20) + 15}) {
     for (size_t off : {0, 1, 3, 8, 15}) {
       const unsigned char* p = buf.data() + off;
-      ASSERT_EQ(Crc16T10DifClmul(0, p, len), Crc16T10DifPortable(0, p, len))
+      ASSERT_EQ(Crc16(0, p, len), Crc16T10DifPortable(0, p, len))
           << "len " << len << " off " << off;
-      ASSERT_EQ(Crc64NvmeClmul(0, p, len), Crc64NvmePortable(0, p, len))
-          << "len " << len << " off " << off;
+      ASSERT_EQ(Crc64(0, p, len), Crc64NvmePortable(0, p, len)) << "len " << len << " off " << off;
     }
   }
 }
 
-TEST_F(ClmulTest, ChainedRandomPiecesMatchPortableOneShot) {
+TEST_P(ClmulTest, ChainedRandomPiecesMatchPortableOneShot) {
   const auto buf = RandomBytes(300000, 41);
   std::mt19937_64 rng(42);
   for (int round = 0; round < 20; round++) {
@@ -183,8 +226,8 @@ TEST_F(ClmulTest, ChainedRandomPiecesMatchPortableOneShot) {
       // Mostly short pieces, with some long enough for the 8-lane loop.
       const size_t cap = (rng() % 4 == 0) ? 20000 : 300;
       const size_t piece = std::min<size_t>(len - pos, rng() % cap);
-      c16 = Crc16T10DifClmul(c16, buf.data() + start + pos, piece);
-      c64 = Crc64NvmeClmul(c64, buf.data() + start + pos, piece);
+      c16 = Crc16(c16, buf.data() + start + pos, piece);
+      c64 = Crc64(c64, buf.data() + start + pos, piece);
       pos += piece;
     }
     ASSERT_EQ(c16, Crc16T10DifPortable(0, buf.data() + start, len)) << "round " << round;
@@ -195,25 +238,24 @@ TEST_F(ClmulTest, ChainedRandomPiecesMatchPortableOneShot) {
 // ---- Dispatch ----
 
 TEST(DispatchTest, DefaultFollowsCpuAndCanBeForced) {
-  EXPECT_EQ(ActiveCrcImpl(), CpuHasClmul() ? CrcImpl::kClmul : CrcImpl::kPortable);
+  const CrcImpl best = CpuHasVpclmul() ? CrcImpl::kVpclmul
+                       : CpuHasClmul() ? CrcImpl::kClmul
+                                       : CrcImpl::kPortable;
+  EXPECT_EQ(ActiveCrcImpl(), best);
   const auto buf = RandomBytes(4096, 51);
   const uint64_t want64 = Crc64NvmePortable(0, buf.data(), buf.size());
   const uint16_t want16 = Crc16T10DifPortable(0, buf.data(), buf.size());
 
-  SetCrcImplForTesting(CrcImpl::kPortable);
-  EXPECT_EQ(ActiveCrcImpl(), CrcImpl::kPortable);
-  EXPECT_EQ(Crc64Nvme(0, buf.data(), buf.size()), want64);
-  EXPECT_EQ(Crc16T10Dif(0, buf.data(), buf.size()), want16);
-  EXPECT_EQ(ComputeGuard(GuardKind::kCrc64Nvme, buf.data(), buf.size()), want64);
-  EXPECT_EQ(ComputeGuard(GuardKind::kCrc16T10Dif, buf.data(), buf.size()), want16);
-
-  if (CpuHasClmul()) {
-    SetCrcImplForTesting(CrcImpl::kClmul);
-    EXPECT_EQ(ActiveCrcImpl(), CrcImpl::kClmul);
-    EXPECT_EQ(Crc64Nvme(0, buf.data(), buf.size()), want64);
-    EXPECT_EQ(Crc16T10Dif(0, buf.data(), buf.size()), want16);
+  for (CrcImpl impl : {CrcImpl::kPortable, CrcImpl::kClmul, CrcImpl::kVpclmul}) {
+    if (!CpuCanRun(impl)) continue;
+    SetCrcImplForTesting(impl);
+    EXPECT_EQ(ActiveCrcImpl(), impl) << CrcImplName(impl);
+    EXPECT_EQ(Crc64Nvme(0, buf.data(), buf.size()), want64) << CrcImplName(impl);
+    EXPECT_EQ(Crc16T10Dif(0, buf.data(), buf.size()), want16) << CrcImplName(impl);
+    EXPECT_EQ(ComputeGuard(GuardKind::kCrc64Nvme, buf.data(), buf.size()), want64);
+    EXPECT_EQ(ComputeGuard(GuardKind::kCrc16T10Dif, buf.data(), buf.size()), want16);
   }
-  SetCrcImplForTesting(CpuHasClmul() ? CrcImpl::kClmul : CrcImpl::kPortable);
+  SetCrcImplForTesting(best);
 }
 
 TEST(GuardTest, Xxh3) {

@@ -1,6 +1,7 @@
 // Throughput of the protection-information guards and of Generate/Verify (storage/pi.h).
 //
-// Prints GB/s for each guard in each CRC implementation (portable tables, PCLMULQDQ) and for
+// Prints GB/s for each guard in each CRC implementation (portable tables, PCLMULQDQ, VPCLMULQDQ
+// with AVX-512) and for
 // XXH3, next to memcpy on the same buffers (512 B, 4 KiB, 64 KiB, 1 MiB) as the baseline, then
 // Generate and Verify of a 1 MiB buffer under every profile. Asserts nothing. Run e.g.
 //   pi_bench --benchmark_min_time=0.2
@@ -38,10 +39,10 @@ void BM_Memcpy(benchmark::State& state) {
   SetBytes(state, n);
 }
 
-template <uint16_t (*kFn)(uint16_t, const void*, size_t), bool kNeedsClmul>
+template <uint16_t (*kFn)(uint16_t, const void*, size_t), CrcImpl kImpl>
 void BM_Crc16(benchmark::State& state) {
-  if (kNeedsClmul && !CpuHasClmul()) {
-    state.SkipWithError("CPU has no PCLMULQDQ");
+  if (!CpuCanRun(kImpl)) {
+    state.SkipWithError("the CPU cannot run this implementation");
     return;
   }
   const size_t n = static_cast<size_t>(state.range(0));
@@ -50,10 +51,10 @@ void BM_Crc16(benchmark::State& state) {
   SetBytes(state, n);
 }
 
-template <uint64_t (*kFn)(uint64_t, const void*, size_t), bool kNeedsClmul>
+template <uint64_t (*kFn)(uint64_t, const void*, size_t), CrcImpl kImpl>
 void BM_Crc64(benchmark::State& state) {
-  if (kNeedsClmul && !CpuHasClmul()) {
-    state.SkipWithError("CPU has no PCLMULQDQ");
+  if (!CpuCanRun(kImpl)) {
+    state.SkipWithError("the CPU cannot run this implementation");
     return;
   }
   const size_t n = static_cast<size_t>(state.range(0));
@@ -72,10 +73,22 @@ void BM_Xxh3(benchmark::State& state) {
 #define PI_BENCH_SIZES Arg(512)->Arg(4096)->Arg(65536)->Arg(1 << 20)
 
 BENCHMARK(BM_Memcpy)->PI_BENCH_SIZES;
-BENCHMARK(BM_Crc16<Crc16T10DifPortable, false>)->Name("BM_Crc16T10Dif/portable")->PI_BENCH_SIZES;
-BENCHMARK(BM_Crc16<Crc16T10DifClmul, true>)->Name("BM_Crc16T10Dif/clmul")->PI_BENCH_SIZES;
-BENCHMARK(BM_Crc64<Crc64NvmePortable, false>)->Name("BM_Crc64Nvme/portable")->PI_BENCH_SIZES;
-BENCHMARK(BM_Crc64<Crc64NvmeClmul, true>)->Name("BM_Crc64Nvme/clmul")->PI_BENCH_SIZES;
+BENCHMARK(BM_Crc16<Crc16T10DifPortable, CrcImpl::kPortable>)
+    ->Name("BM_Crc16T10Dif/portable")
+    ->PI_BENCH_SIZES;
+BENCHMARK(BM_Crc16<Crc16T10DifClmul, CrcImpl::kClmul>)
+    ->Name("BM_Crc16T10Dif/clmul")
+    ->PI_BENCH_SIZES;
+BENCHMARK(BM_Crc16<Crc16T10DifVpclmul, CrcImpl::kVpclmul>)
+    ->Name("BM_Crc16T10Dif/vpclmul")
+    ->PI_BENCH_SIZES;
+BENCHMARK(BM_Crc64<Crc64NvmePortable, CrcImpl::kPortable>)
+    ->Name("BM_Crc64Nvme/portable")
+    ->PI_BENCH_SIZES;
+BENCHMARK(BM_Crc64<Crc64NvmeClmul, CrcImpl::kClmul>)->Name("BM_Crc64Nvme/clmul")->PI_BENCH_SIZES;
+BENCHMARK(BM_Crc64<Crc64NvmeVpclmul, CrcImpl::kVpclmul>)
+    ->Name("BM_Crc64Nvme/vpclmul")
+    ->PI_BENCH_SIZES;
 BENCHMARK(BM_Xxh3)->PI_BENCH_SIZES;
 
 // Generate and Verify of 1 MiB under one profile, through the dispatched (active) CRCs.
