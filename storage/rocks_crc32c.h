@@ -5,9 +5,11 @@
 // about 1 GB/s: profiling a sequential write showed it taking a third of the daemon's CPU, more
 // than copying the data. Every program that links the store is linked with
 // --wrap=rocksdb::crc32c::Extend (storage/CMakeLists.txt), so each call RocksDB's objects make
-// to it reaches the definition in rocks_crc32c.cc, which uses the SSE4.2 instruction. The values
-// are the same CRC32C, so stores stay readable by any RocksDB. On a CPU without SSE4.2 the
-// library's own definition is called.
+// to it reaches the definition in rocks_crc32c.cc, which uses the SSE4.2 instruction, in three
+// streams joined by carry-less multiplication where the CPU has PCLMULQDQ (one stream waits on
+// the instruction's latency: a blob read spent 7.6% of the daemon's CPU in it, 2-3% with three).
+// The values are the same CRC32C, so stores stay readable by any RocksDB. On a CPU without
+// SSE4.2 the library's own definition is called.
 #pragma once
 
 #include <cstddef>

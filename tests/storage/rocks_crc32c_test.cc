@@ -46,6 +46,33 @@ TEST(RocksCrc32c, SameAsTheLibraryAtEveryLengthAlignmentAndSplit) {
   }
 }
 
+// Long buffers take the three-stream rounds (3 KiB, then 384 bytes) and join them.
+TEST(RocksCrc32c, SameAsTheLibraryOnLongBuffersInPieces) {
+  std::mt19937_64 rng(8);
+  std::string buf(100000, '\0');
+  for (char& c : buf) c = static_cast<char>(rng());
+  for (size_t len : {size_t{383}, size_t{384}, size_t{3071}, size_t{3072}, size_t{3072 + 384},
+                     size_t{4160}, size_t{32768}, size_t{99991}}) {
+    for (size_t offset : {0, 1, 5, 8}) {
+      const char* p = buf.data() + offset;
+      const uint32_t lib = RocksCrc32cLibraryExtend(0, p, len);
+      ASSERT_EQ(rocksdb::crc32c::Extend(0, p, len), lib) << "offset " << offset << " len " << len;
+      ASSERT_EQ(rocksdb::crc32c::Extend(0x12345678, p, len),
+                RocksCrc32cLibraryExtend(0x12345678, p, len))
+          << "offset " << offset << " len " << len;
+    }
+  }
+  for (int round = 0; round < 20; round++) {
+    uint32_t crc = 0;
+    for (size_t pos = 0; pos < buf.size();) {
+      const size_t piece = std::min<size_t>(buf.size() - pos, rng() % 9000);
+      crc = rocksdb::crc32c::Extend(crc, buf.data() + pos, piece);
+      pos += piece;
+    }
+    ASSERT_EQ(crc, RocksCrc32cLibraryExtend(0, buf.data(), buf.size())) << "round " << round;
+  }
+}
+
 TEST(RocksCrc32c, RocksDbWritesReachTheWrapper) {
   testing::TempDir dir;
   std::unique_ptr<RocksBlockStore> store;
