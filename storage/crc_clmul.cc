@@ -247,12 +247,22 @@ STABLEFS_TARGET_VPCLMUL __m128i WideFoldBlocks(const unsigned char* p, size_t le
 
 }  // namespace
 
-STABLEFS_TARGET_CLMUL uint16_t Crc16T10DifClmul(uint16_t crc, const void* data, size_t len) {
-  if (len < kMinClmulLen) return Crc16T10DifPortable(crc, data, len);
-  const auto* p = static_cast<const unsigned char*>(data);
-  // The state is the first two message bytes' worth of polynomial: the top of the first block.
-  const __m128i init = _mm_set_epi64x(static_cast<long long>(uint64_t{crc} << 48), 0);
-  const __m128i r = FoldBlocks<true>(p, len, init, kCrc16FoldTable);
+namespace {
+
+// The CRC-16 state is the first two message bytes' worth of polynomial: the top of the first
+// block.
+STABLEFS_TARGET_CLMUL inline __m128i Crc16Init(uint16_t crc) {
+  return _mm_set_epi64x(static_cast<long long>(uint64_t{crc} << 48), 0);
+}
+
+// The CRC-64 inner state (the complement of the previous result) covers the first eight bytes.
+STABLEFS_TARGET_CLMUL inline __m128i Crc64Init(uint64_t crc) {
+  return _mm_set_epi64x(0, static_cast<long long>(~crc));
+}
+
+// From r, congruent to the whole 16-byte blocks of p[0, len), to the CRC of p[0, len): the tables
+// finish with r's 16 bytes and the tail shorter than 16.
+STABLEFS_TARGET_CLMUL uint16_t Crc16Finish(__m128i r, const unsigned char* p, size_t len) {
   alignas(16) unsigned char last[16];
   _mm_store_si128(reinterpret_cast<__m128i*>(last), _mm_shuffle_epi8(r, ByteSwapMask()));
   const size_t tail = len & 15;
@@ -260,12 +270,7 @@ STABLEFS_TARGET_CLMUL uint16_t Crc16T10DifClmul(uint16_t crc, const void* data, 
   return Crc16T10DifPortable(c, p + len - tail, tail);
 }
 
-STABLEFS_TARGET_CLMUL uint64_t Crc64NvmeClmul(uint64_t crc, const void* data, size_t len) {
-  if (len < kMinClmulLen) return Crc64NvmePortable(crc, data, len);
-  const auto* p = static_cast<const unsigned char*>(data);
-  // The inner state (the complement of the previous result) covers the first eight bytes.
-  const __m128i init = _mm_set_epi64x(0, static_cast<long long>(~crc));
-  const __m128i r = FoldBlocks<false>(p, len, init, kCrc64FoldTable);
+STABLEFS_TARGET_CLMUL uint64_t Crc64Finish(__m128i r, const unsigned char* p, size_t len) {
   alignas(16) unsigned char last[16];
   _mm_store_si128(reinterpret_cast<__m128i*>(last), r);
   const size_t tail = len & 15;
@@ -279,28 +284,32 @@ STABLEFS_TARGET_CLMUL uint64_t Crc64NvmeClmul(uint64_t crc, const void* data, si
 // path (which sends the shortest on to the tables).
 constexpr size_t kMinVpclmulLen = 256;
 
+}  // namespace
+
+STABLEFS_TARGET_CLMUL uint16_t Crc16T10DifClmul(uint16_t crc, const void* data, size_t len) {
+  if (len < kMinClmulLen) return Crc16T10DifPortable(crc, data, len);
+  const auto* p = static_cast<const unsigned char*>(data);
+  return Crc16Finish(FoldBlocks<true>(p, len, Crc16Init(crc), kCrc16FoldTable), p, len);
+}
+
+STABLEFS_TARGET_CLMUL uint64_t Crc64NvmeClmul(uint64_t crc, const void* data, size_t len) {
+  if (len < kMinClmulLen) return Crc64NvmePortable(crc, data, len);
+  const auto* p = static_cast<const unsigned char*>(data);
+  return Crc64Finish(FoldBlocks<false>(p, len, Crc64Init(crc), kCrc64FoldTable), p, len);
+}
+
 STABLEFS_TARGET_VPCLMUL uint16_t Crc16T10DifVpclmul(uint16_t crc, const void* data, size_t len) {
   if (len < kMinVpclmulLen) return Crc16T10DifClmul(crc, data, len);
   const auto* p = static_cast<const unsigned char*>(data);
-  const __m128i init = _mm_set_epi64x(static_cast<long long>(uint64_t{crc} << 48), 0);
-  const __m128i r = WideFoldBlocks<true>(p, len, init, kCrc16WideFoldTable, kCrc16FoldTable);
-  alignas(16) unsigned char last[16];
-  _mm_store_si128(reinterpret_cast<__m128i*>(last), _mm_shuffle_epi8(r, ByteSwapMask()));
-  const size_t tail = len & 15;
-  const uint16_t c = Crc16T10DifPortable(0, last, sizeof(last));
-  return Crc16T10DifPortable(c, p + len - tail, tail);
+  return Crc16Finish(
+      WideFoldBlocks<true>(p, len, Crc16Init(crc), kCrc16WideFoldTable, kCrc16FoldTable), p, len);
 }
 
 STABLEFS_TARGET_VPCLMUL uint64_t Crc64NvmeVpclmul(uint64_t crc, const void* data, size_t len) {
   if (len < kMinVpclmulLen) return Crc64NvmeClmul(crc, data, len);
   const auto* p = static_cast<const unsigned char*>(data);
-  const __m128i init = _mm_set_epi64x(0, static_cast<long long>(~crc));
-  const __m128i r = WideFoldBlocks<false>(p, len, init, kCrc64WideFoldTable, kCrc64FoldTable);
-  alignas(16) unsigned char last[16];
-  _mm_store_si128(reinterpret_cast<__m128i*>(last), r);
-  const size_t tail = len & 15;
-  const uint64_t c = Crc64NvmePortable(~uint64_t{0}, last, sizeof(last));
-  return Crc64NvmePortable(c, p + len - tail, tail);
+  return Crc64Finish(
+      WideFoldBlocks<false>(p, len, Crc64Init(crc), kCrc64WideFoldTable, kCrc64FoldTable), p, len);
 }
 
 }  // namespace stablefs::pi
