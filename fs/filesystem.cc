@@ -1094,20 +1094,21 @@ int Filesystem::Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len, con
     if (!s.ok()) return Errno(s);
     if (int e = CheckSpace((end - first - present) * kBlockSize)) return e;
   }
-  if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
-    Status s = cache_->PunchHole(as, off, len);
-    if (!s.ok()) return Errno(s);
+  // Allocation makes the blocks preallocated block-map entries, counted in st_blocks, reading as
+  // zeros; ZERO_RANGE zeroes the range and leaves it allocated so, as ext4 and xfs do, in one
+  // commit per chunk. The store's space is taken when data is written over them (an LSM store
+  // writes a block anew each time, so no space can be set aside for it in advance).
+  Status s;
+  if (mode & FALLOC_FL_PUNCH_HOLE) {
+    s = cache_->PunchHole(as, off, len);
+  } else if (mode & FALLOC_FL_ZERO_RANGE) {
+    s = cache_->ZeroRangeAllocated(as, off, len);
+  } else {
+    s = cache_->Preallocate(as, first, end);
   }
-  if (!(mode & FALLOC_FL_PUNCH_HOLE)) {
-    // Allocation (and ZERO_RANGE, which leaves the range allocated, as ext4 and xfs do): the
-    // blocks become preallocated block-map entries, counted in st_blocks, reading as zeros. The
-    // store's space is taken when data is written over them (an LSM store writes a block anew
-    // each time, so no space can be set aside for it in advance).
-    Status s = cache_->Preallocate(as, first, end);
-    if (!s.ok()) return Errno(s);
-  }
+  if (!s.ok()) return Errno(s);
   if (!(mode & FALLOC_FL_KEEP_SIZE) && off + len > as->size()) {
-    Status s = cache_->Truncate(as, off + len);
+    s = cache_->Truncate(as, off + len);
     if (!s.ok()) return Errno(s);
   }
   MutexLock lock(&inode->meta_mu);

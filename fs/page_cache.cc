@@ -611,6 +611,23 @@ Status PageCache::PunchHole(AddressSpace* as, uint64_t offset, uint64_t len) {
   return s;
 }
 
+Status PageCache::ZeroRangeAllocated(AddressSpace* as, uint64_t offset, uint64_t len) {
+  if (len == 0) return Status::Ok();
+  const uint64_t end = (len > kToEnd - offset) ? kToEnd : offset + len;
+  MutexLock lock(&mu_);
+  AcquireInodeSync(as);
+  Status s;
+  for (uint64_t at = offset; s.ok() && at < end;) {
+    // Chunks end on block boundaries, so only the range's own ends are partial blocks.
+    const uint64_t chunk_end = std::min(end, (at / kPageSize + kZeroRangeChunkBlocks) * kPageSize);
+    const uint64_t disk_size = std::max(as->disk_size_, std::min(as->size_, chunk_end));
+    s = ZeroRange(as, at, chunk_end, disk_size, /*allocate=*/true);
+    at = chunk_end;
+  }
+  ReleaseInodeSync(as);
+  return s;
+}
+
 Status PageCache::Preallocate(AddressSpace* as, uint64_t first, uint64_t end) {
   constexpr uint64_t kBatchBlocks = 65536;
   MutexLock lock(&mu_);
@@ -634,8 +651,9 @@ Status PageCache::Preallocate(AddressSpace* as, uint64_t first, uint64_t end) {
   return s;
 }
 
-Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end,
-                            uint64_t new_disk_size) {
+Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint64_t new_disk_size,
+                            bool allocate) {
+  if (allocate && end == kToEnd) return Status::InvalidArgument("allocating zeros without an end");
   const uint64_t first_whole = (start + kPageSize - 1) / kPageSize;
   const uint64_t end_whole = end == kToEnd ? kToEnd : end / kPageSize;
 
@@ -648,9 +666,13 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end,
     partial.push_back(end / kPageSize);
   }
   std::vector<Page*> rewrite;
+  std::vector<uint64_t> not_rewritten;  // partial blocks that hold no data: zeros already
   Status s;
   for (uint64_t index : partial) {
-    if (index * kPageSize >= as->size_ && index * kPageSize >= as->disk_size_) continue;
+    if (index * kPageSize >= as->size_ && index * kPageSize >= as->disk_size_) {
+      not_rewritten.push_back(index);
+      continue;
+    }
     bool cached = as->pages_.find(index) != as->pages_.end();
     mu_.Unlock();
     uint64_t stored = 0;
@@ -659,7 +681,10 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end,
     if (s.ok() && (cached || stored > 0)) s = GetLockedUptodatePage(as, index, &p);
     mu_.Lock();
     if (!s.ok()) break;
-    if (p == nullptr) continue;  // a hole: already zeros
+    if (p == nullptr) {
+      not_rewritten.push_back(index);  // a hole
+      continue;
+    }
     rewrite.push_back(p);
   }
   if (!s.ok()) {
@@ -672,9 +697,27 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end,
 
   WriteBatch extra;
   uint64_t removed = 0;
-  if (first_whole < end_whole) {
+  int64_t blocks_delta = 0;
+  if (first_whole < end_whole || (allocate && !not_rewritten.empty())) {
     mu_.Unlock();
-    s = store_->StageDeleteBlocks(as->ino_, first_whole, end_whole, &extra, &removed);
+    if (first_whole < end_whole) {
+      s = store_->StageDeleteBlocks(as->ino_, first_whole, end_whole, &extra, &removed);
+    }
+    blocks_delta = -static_cast<int64_t>(removed);
+    if (s.ok() && allocate) {
+      // The whole blocks come back as preallocated ones, after their removal in the batch; so
+      // do partial blocks that held nothing (a rewritten one is data).
+      if (first_whole < end_whole) {
+        store_->StageUnwritten(as->ino_, first_whole, end_whole, &extra);
+        blocks_delta += static_cast<int64_t>(end_whole - first_whole);
+      }
+      for (uint64_t index : not_rewritten) {
+        uint64_t added = 0, next = 0;
+        s = store_->StagePreallocate(as->ino_, index, index + 1, 1, &extra, &added, &next);
+        if (!s.ok()) break;
+        blocks_delta += static_cast<int64_t>(added);
+      }
+    }
     mu_.Lock();
     if (!s.ok()) {
       for (Page* p : rewrite) {
@@ -723,9 +766,10 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end,
   if (!rewrite.empty()) {
     std::sort(rewrite.begin(), rewrite.end(),
               [](const Page* a, const Page* b) { return a->index < b->index; });
-    return WritebackBatch(as, rewrite, &extra, new_disk_size, -static_cast<int64_t>(removed));
+    return WritebackBatch(as, rewrite, &extra, new_disk_size, blocks_delta);
   }
-  uint64_t blocks = as->blocks_ - std::min(as->blocks_, removed);
+  const int64_t blocks_after = static_cast<int64_t>(as->blocks_) + blocks_delta;
+  const uint64_t blocks = blocks_after > 0 ? static_cast<uint64_t>(blocks_after) : 0;
   mu_.Unlock();
   s = as->owner_ ? as->owner_->CommitWithInode(new_disk_size, blocks, &extra)
                  : store_->Write(extra);

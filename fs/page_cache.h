@@ -183,6 +183,13 @@ class PageCache {
   // the block count, so a later write there does not grow st_blocks. Committed with the inode
   // record in batches of at most 65536 blocks; the size does not change.
   Status Preallocate(AddressSpace* as, uint64_t first, uint64_t end);
+  // fallocate's ZERO_RANGE: [offset, offset + len) reads as zeros and every block it touches is
+  // allocated: whole pages leave the cache and their blocks become preallocated (unwritten),
+  // partial pages are zeroed and rewritten, in one commit with the inode record per at most
+  // kZeroRangeChunkBlocks blocks, so a crash leaves each chunk zeroed and allocated or as it was.
+  // The size does not change.
+  Status ZeroRangeAllocated(AddressSpace* as, uint64_t offset, uint64_t len);
+  static constexpr uint64_t kZeroRangeChunkBlocks = 65536;
 
   // ---- Writeback and durability ----
   // filemap_write_and_wait_range: writes back every page dirty in [start, end) (bytes; end
@@ -283,11 +290,12 @@ class PageCache {
   void BalanceDirtyPages() EXCLUDES(mu_);
   void FlusherLoop();
   bool OverBackgroundThreshold() const REQUIRES(mu_);
-  // Makes [start, end) zeros: whole pages leave the cache and their blocks the store, partial
+  // Makes [start, end) zeros: whole pages leave the cache and their blocks the store (with
+  // allocate, they stay as preallocated blocks, and so do partial blocks that are holes), partial
   // pages are zeroed and rewritten, all in one commit with the inode record carrying
   // new_disk_size. REQUIRES: I_SYNC held.
-  Status ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint64_t new_disk_size)
-      REQUIRES(mu_);
+  Status ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint64_t new_disk_size,
+                   bool allocate = false) REQUIRES(mu_);
 
   // ---- Mappings ----
   // The write fault handler's entry: returns false if the access must be a SIGBUS.

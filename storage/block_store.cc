@@ -255,6 +255,12 @@ Status BlockStore::StagePreallocate(uint64_t ino, uint64_t first, uint64_t end, 
   return Status::Ok();
 }
 
+void BlockStore::StageUnwritten(uint64_t ino, uint64_t first, uint64_t end, WriteBatch* batch) {
+  for (uint64_t at = first; at < end; at++) {
+    batch->Put(Space::kBlockMap, DataKey(ino, at), kBlockMapUnwritten);
+  }
+}
+
 Status BlockStore::StageDeleteBlocks(uint64_t ino, uint64_t first, uint64_t end, WriteBatch* batch,
                                      uint64_t* removed) {
   std::vector<uint64_t> found;

@@ -172,6 +172,10 @@ class BlockStore {
   // (end when done).
   Status StagePreallocate(uint64_t ino, uint64_t first, uint64_t end, uint64_t limit,
                           WriteBatch* batch, uint64_t* added, uint64_t* next);
+  // Stages block-map entries marking every block of ino in [first, end) preallocated, whatever
+  // the store holds now: after a removal of those blocks staged earlier in the same batch, they
+  // become allocated zeros (fallocate's ZERO_RANGE).
+  void StageUnwritten(uint64_t ino, uint64_t first, uint64_t end, WriteBatch* batch);
   // Stages into *batch the removal of blocks [first, end) of ino and counts those that exist
   // (*removed). Up to kPointDeleteLimit existing blocks are deleted one key at a time; more take
   // one range deletion. RocksDB 7.8 re-fragments every range tombstone in a memtable on each read

@@ -353,6 +353,51 @@ TEST(PageCacheTest, PunchHoleZeroesPartialPagesAndDeletesWholeOnes) {
   EXPECT_EQ(f.Read(again, 0, model.size()), model);
 }
 
+// fallocate's ZERO_RANGE: zeros that stay allocated, reaching the store as one batch, so that a
+// crash cannot leave the range punched but not allocated.
+TEST(PageCacheTest, ZeroRangeAllocatedIsOneBatchOfZerosThatStayAllocated) {
+  CacheFixture f(QuietFlusher(), /*fault=*/true);
+  AddressSpace* as = f.NewFile(12);
+  // Pages 0-5 data, 6-7 a hole, 8 data; then the range [100, 8 pages + 50).
+  std::string model = Pattern('z', 9 * kPageSize);
+  f.Write(as, 0, model);
+  ASSERT_TRUE(f.cache_->WriteAndWait(as, 0, UINT64_MAX).ok());
+  ASSERT_TRUE(f.cache_->PunchHole(as, 6 * kPageSize, 2 * kPageSize).ok());
+  ASSERT_TRUE(f.store_->Sync().ok());
+  ASSERT_EQ(f.fault_store_->UnsyncedBatches(), 0u);
+  ASSERT_EQ(as->blocks(), 7u);
+
+  const uint64_t off = 100, end = 8 * kPageSize + 50;
+  ASSERT_TRUE(f.cache_->ZeroRangeAllocated(as, off, end - off).ok());
+  EXPECT_EQ(f.fault_store_->UnsyncedBatches(), 1u);
+  std::string want = model;
+  std::fill(want.begin() + 6 * kPageSize, want.begin() + 8 * kPageSize, '\0');
+  std::fill(want.begin() + off, want.begin() + end, '\0');
+  EXPECT_EQ(f.Read(as, 0, want.size()), want);
+  // Every block of the range is allocated, the hole's too; the partial ones hold data.
+  EXPECT_EQ(as->blocks(), 9u);
+  uint64_t allocated = 0, written = 0;
+  ASSERT_TRUE(f.store_->CountBlocks(12, 0, 9, &allocated).ok());
+  ASSERT_TRUE(f.store_->CountBlocks(12, 0, 9, &written, /*written_only=*/true).ok());
+  EXPECT_EQ(allocated, 9u);
+  EXPECT_EQ(written, 2u);  // pages 0 and 8, rewritten with their zeros
+  ASSERT_TRUE(f.cache_->Evict(as, true).ok());
+  AddressSpace* again = f.NewFile(12, 9 * kPageSize);
+  EXPECT_EQ(f.Read(again, 0, want.size()), want);
+
+  // A power cut before a sync takes all of it away, never half.
+  size_t dropped = 0;
+  ASSERT_TRUE(f.fault_store_->SimulateCrash(&dropped).ok());
+  EXPECT_EQ(dropped, 1u);
+  ASSERT_TRUE(f.store_->CountBlocks(12, 0, 9, &allocated).ok());
+  EXPECT_EQ(allocated, 7u);
+  std::string before = model;
+  std::fill(before.begin() + 6 * kPageSize, before.begin() + 8 * kPageSize, '\0');
+  std::string block(kBlockSize, '\0');
+  ASSERT_TRUE(f.store_->ReadBlocks(12, 3, 1, block.data()).ok());
+  EXPECT_EQ(block, before.substr(3 * kPageSize, kPageSize));
+}
+
 // Found by fsx: a punch over the page holding EOF must leave the store's size at i_size, whether
 // the page is rewritten (partial) or dropped (whole), even when no dirty page is left to carry it.
 TEST(PageCacheTest, PunchingTheLastPageKeepsTheRecordedSize) {
