@@ -408,20 +408,20 @@ Status PageCache::Read(AddressSpace* as, uint64_t pos, size_t len, char* buf, si
   // the next pages does not wait on this one's fill.
   const uint64_t req_last = (end - 1) / kPageSize;
   uint64_t fill_last = req_last;
-  {
-    MutexLock lock(&mu_);
-    const uint64_t first = pos / kPageSize;
-    const uint64_t near = options_.readahead_pages;
-    if (first + near >= as->ra_next_ && first <= as->ra_next_ + near) {
-      fill_last = std::min(last_index, std::max(req_last, first + near - 1));
-    }
-    as->ra_next_ = req_last + 1;
-  }
+  bool ra_updated = false;
   while (pos < end) {
     const uint64_t index = pos / kPageSize;
     Page* page;
     {
       MutexLock lock(&mu_);
+      if (!ra_updated) {  // under the first lookup's lock: one mu_ round fewer per read
+        const uint64_t near = options_.readahead_pages;
+        if (index + near >= as->ra_next_ && index <= as->ra_next_ + near) {
+          fill_last = std::min(last_index, std::max(req_last, index + near - 1));
+        }
+        as->ra_next_ = req_last + 1;
+        ra_updated = true;
+      }
       page = FindGetPage(as, index);
       if (page != nullptr && !(page->flags & PG_uptodate)) {
         // Another reader is filling it: wait for the fill, then judge.
