@@ -449,6 +449,39 @@ TYPED_TEST(BlockStoreConformance, BlockMapFollowsEveryBlock) {
   EXPECT_EQ(n, 1u);
 }
 
+// ZERO_RANGE's batch: the removal of blocks, then preallocated markers for all of them, in one
+// batch. Past kPointDeleteLimit blocks the removal is a range deletion, which the later markers
+// in the same batch must survive.
+TYPED_TEST(BlockStoreConformance, UnwrittenMarkersAfterARemovalInOneBatchLeaveZerosAllocated) {
+  BlockStore* s = this->store_.get();
+  const uint64_t ino = 57;
+  for (const uint64_t n : {uint64_t{8}, BlockStore::kPointDeleteLimit + 8}) {
+    SCOPED_TRACE(n);
+    WriteBatch fill;
+    for (uint64_t i = 0; i < n; i++) {
+      const std::string data = RandomBlock(i);
+      fill.PutBlockCopy(ino, i, data.data(), Tuples(*s, ino, i, data).data(),
+                        s->tuple_bytes_per_block());
+    }
+    ASSERT_TRUE(s->Write(fill).ok());
+    WriteBatch zero;
+    uint64_t removed = 0;
+    ASSERT_TRUE(s->StageDeleteBlocks(ino, 1, n - 1, &zero, &removed).ok());
+    EXPECT_EQ(removed, n - 2);
+    s->StageUnwritten(ino, 1, n - 1, &zero);
+    ASSERT_TRUE(s->Write(zero).ok());
+    uint64_t count = 0;
+    ASSERT_TRUE(s->CountBlocks(ino, 0, UINT64_MAX, &count).ok());
+    EXPECT_EQ(count, n);
+    ASSERT_TRUE(s->CountBlocks(ino, 0, UINT64_MAX, &count, /*written_only=*/true).ok());
+    EXPECT_EQ(count, 2u);
+    std::string buf(3 * kBlockSize, 'x');
+    ASSERT_TRUE(s->ReadBlocks(ino, n - 2, 2, buf.data()).ok());
+    EXPECT_EQ(buf.substr(0, kBlockSize), std::string(kBlockSize, '\0'));
+    EXPECT_EQ(buf.substr(kBlockSize, kBlockSize), RandomBlock(n - 1));
+  }
+}
+
 TYPED_TEST(BlockStoreConformance, PreallocatedBlocksReadAsZerosCountAndAreNotData) {
   BlockStore* s = this->store_.get();
   const uint64_t ino = 56;
