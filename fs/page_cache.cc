@@ -666,11 +666,19 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint
     partial.push_back(end / kPageSize);
   }
   std::vector<Page*> rewrite;
-  std::vector<uint64_t> not_rewritten;  // partial blocks that hold no data: zeros already
+  std::vector<uint64_t> absent;  // partial blocks the store holds nothing for: zeros already
   Status s;
   for (uint64_t index : partial) {
     if (index * kPageSize >= as->size_ && index * kPageSize >= as->disk_size_) {
-      not_rewritten.push_back(index);
+      // Past both sizes nothing is rewritten; to allocate, what is there already is kept.
+      if (allocate) {
+        mu_.Unlock();
+        uint64_t stored = 0;
+        s = store_->CountBlocks(as->ino_, index, index + 1, &stored);
+        mu_.Lock();
+        if (!s.ok()) break;
+        if (stored == 0) absent.push_back(index);
+      }
       continue;
     }
     bool cached = as->pages_.find(index) != as->pages_.end();
@@ -682,7 +690,7 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint
     mu_.Lock();
     if (!s.ok()) break;
     if (p == nullptr) {
-      not_rewritten.push_back(index);  // a hole
+      absent.push_back(index);  // a hole
       continue;
     }
     rewrite.push_back(p);
@@ -698,7 +706,7 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint
   WriteBatch extra;
   uint64_t removed = 0;
   int64_t blocks_delta = 0;
-  if (first_whole < end_whole || (allocate && !not_rewritten.empty())) {
+  if (first_whole < end_whole || (allocate && !absent.empty())) {
     mu_.Unlock();
     if (first_whole < end_whole) {
       s = store_->StageDeleteBlocks(as->ino_, first_whole, end_whole, &extra, &removed);
@@ -706,17 +714,14 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint
     blocks_delta = -static_cast<int64_t>(removed);
     if (s.ok() && allocate) {
       // The whole blocks come back as preallocated ones, after their removal in the batch; so
-      // do partial blocks that held nothing (a rewritten one is data).
+      // do partial blocks that held nothing (a rewritten one is data). Their absence is known
+      // from the scans above: no second look at the block map.
       if (first_whole < end_whole) {
         store_->StageUnwritten(as->ino_, first_whole, end_whole, &extra);
         blocks_delta += static_cast<int64_t>(end_whole - first_whole);
       }
-      for (uint64_t index : not_rewritten) {
-        uint64_t added = 0, next = 0;
-        s = store_->StagePreallocate(as->ino_, index, index + 1, 1, &extra, &added, &next);
-        if (!s.ok()) break;
-        blocks_delta += static_cast<int64_t>(added);
-      }
+      for (uint64_t index : absent) store_->StageUnwritten(as->ino_, index, index + 1, &extra);
+      blocks_delta += static_cast<int64_t>(absent.size());
     }
     mu_.Lock();
     if (!s.ok()) {

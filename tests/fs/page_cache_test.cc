@@ -398,6 +398,24 @@ TEST(PageCacheTest, ZeroRangeAllocatedIsOneBatchOfZerosThatStayAllocated) {
   EXPECT_EQ(block, before.substr(3 * kPageSize, kPageSize));
 }
 
+// A ZERO_RANGE wholly past EOF (KEEP_SIZE) rewrites nothing and allocates its partial blocks once.
+TEST(PageCacheTest, ZeroRangeAllocatedPastTheEndAllocatesItsPartialBlocksOnce) {
+  CacheFixture f(QuietFlusher());
+  AddressSpace* as = f.NewFile(13);
+  f.Write(as, 0, Pattern('e', kPageSize));
+  ASSERT_TRUE(f.cache_->WriteAndWait(as, 0, UINT64_MAX).ok());
+  for (int round = 0; round < 2; round++) {
+    ASSERT_TRUE(f.cache_->ZeroRangeAllocated(as, 2 * kPageSize + 100, 200).ok());
+    EXPECT_EQ(as->blocks(), 2u) << round;
+  }
+  uint64_t allocated = 0, written = 0;
+  ASSERT_TRUE(f.store_->CountBlocks(13, 0, 8, &allocated).ok());
+  ASSERT_TRUE(f.store_->CountBlocks(13, 0, 8, &written, /*written_only=*/true).ok());
+  EXPECT_EQ(allocated, 2u);
+  EXPECT_EQ(written, 1u);
+  EXPECT_EQ(as->size(), kPageSize);
+}
+
 // Found by fsx: a punch over the page holding EOF must leave the store's size at i_size, whether
 // the page is rewritten (partial) or dropped (whole), even when no dirty page is left to carry it.
 TEST(PageCacheTest, PunchingTheLastPageKeepsTheRecordedSize) {
