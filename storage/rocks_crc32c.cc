@@ -18,7 +18,7 @@ namespace {
 
 const bool kHaveSse42 = __builtin_cpu_supports("sse4.2");
 const bool kHaveClmul = kHaveSse42 && __builtin_cpu_supports("pclmul");
-std::atomic<uint64_t> calls{0};
+std::atomic<bool> reached{false};
 
 uint64_t Load64(const char* p) {
   uint64_t word;
@@ -112,7 +112,7 @@ __attribute__((target("sse4.2,pclmul"))) uint32_t ExtendSse42Clmul(uint32_t crc,
 }  // namespace
 
 uint32_t WrappedExtend(uint32_t crc, const char* buf, size_t size) {
-  calls.fetch_add(1, std::memory_order_relaxed);
+  if (!reached.load(std::memory_order_relaxed)) reached.store(true, std::memory_order_relaxed);
   if (kHaveClmul) return ExtendSse42Clmul(crc, buf, size);
   if (kHaveSse42) return ExtendSse42(crc, buf, size);
   return RealExtend(crc, buf, size);
@@ -120,7 +120,9 @@ uint32_t WrappedExtend(uint32_t crc, const char* buf, size_t size) {
 
 namespace stablefs {
 
-uint64_t RocksCrc32cCalls() { return calls.load(std::memory_order_relaxed); }
+bool RocksCrc32cReached() { return reached.load(std::memory_order_relaxed); }
+
+void ResetRocksCrc32cReached() { reached.store(false, std::memory_order_relaxed); }
 
 bool RocksCrc32cAccelerated() { return kHaveSse42; }
 

@@ -17,9 +17,11 @@
 
 namespace stablefs {
 
-// How many times RocksDB has called crc32c::Extend in this process: proves the wrapping took
-// effect (it counts only calls that reached rocks_crc32c.cc).
-uint64_t RocksCrc32cCalls();
+// Whether RocksDB has called crc32c::Extend in this process since the last reset: proves the
+// wrapping took effect (only calls that reached rocks_crc32c.cc set it). A flag rather than a
+// count, so that the data path's calls, from every thread, only read a shared cache line.
+bool RocksCrc32cReached();
+void ResetRocksCrc32cReached();
 
 // True when the CPU has SSE4.2 and the wrapper uses it.
 bool RocksCrc32cAccelerated();
