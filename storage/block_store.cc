@@ -80,19 +80,22 @@ void WriteBatch::StableCopyOf(const WriteBatch& src, size_t tuple_bytes) {
   Clear();
   size_t blocks = 0;
   for (const Op& op : src.ops_) blocks += op.kind == OpKind::kPutBlock;
-  const size_t stride = kBlockSize + tuple_bytes;
-  auto arena = std::make_unique<char[]>(blocks * stride);
-  char* next = arena.get();
+  // Every block's data, one after another in batch order, then every block's tuples: a run of
+  // consecutive blocks goes to a segment file in one write.
+  auto arena = std::make_unique<char[]>(blocks * (kBlockSize + tuple_bytes));
+  char* next_data = arena.get();
+  char* next_tuples = arena.get() + blocks * kBlockSize;
   ops_.reserve(src.ops_.size());
   for (const Op& op : src.ops_) {
     ops_.push_back(op);
     if (op.kind != OpKind::kPutBlock) continue;
-    std::memcpy(next, op.data, kBlockSize);
-    std::memcpy(next + kBlockSize, op.tuples, tuple_bytes);
-    ops_.back().data = next;
-    ops_.back().tuples = next + kBlockSize;
+    std::memcpy(next_data, op.data, kBlockSize);
+    std::memcpy(next_tuples, op.tuples, tuple_bytes);
+    ops_.back().data = next_data;
+    ops_.back().tuples = next_tuples;
     ops_.back().owned = true;
-    next += stride;
+    next_data += kBlockSize;
+    next_tuples += tuple_bytes;
   }
   owned_.push_back(std::move(arena));
 }
@@ -349,9 +352,20 @@ Status BlockStore::Sync() {
   return Status::Ok();
 }
 
+Status CreateOptions::Validate() const {
+  STABLEFS_RETURN_IF_ERROR(pi.Validate());
+  if (format_version < kOldestFormatVersion || format_version > kFormatVersion) {
+    return Status::InvalidArgument(
+        "format version " + std::to_string(format_version) + "; this stablefs writes versions " +
+        std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion));
+  }
+  return Status::Ok();
+}
+
 Status BlockStore::InitializeNewStore(const CreateOptions& options) {
-  STABLEFS_RETURN_IF_ERROR(options.pi.Validate());
+  STABLEFS_RETURN_IF_ERROR(options.Validate());
   Superblock sb;
+  sb.format_version = options.format_version;
   sb.pi = options.pi;
   std::random_device rd;
   for (size_t i = 0; i < sb.uuid.size(); i += 4) {

@@ -64,7 +64,8 @@ class WriteBatch {
   void DeleteBlocks(uint64_t ino, uint64_t first, uint64_t end);
 
   // Makes this batch a copy of `src` in which every block's data and tuples are owned by the
-  // batch, in one allocation.
+  // batch, in one allocation: the blocks' data one after another in batch order, then their
+  // tuples.
   void StableCopyOf(const WriteBatch& src, size_t tuple_bytes);
 
   const std::vector<Op>& ops() const { return ops_; }
@@ -88,6 +89,12 @@ struct CreateOptions {
   uint32_t root_mode = 0755;
   // Recorded in the superblock as given (the mkfs command line's options). Default: empty.
   std::string creation_options;
+  // 2: runs of blocks may go to segment files, written once (storage/segments.h); 1: every block
+  // lies in the `data` family, as stores made before version 2 existed. Default: 2.
+  uint32_t format_version = kFormatVersion;
+
+  // InvalidArgument naming the field if any holds a value this build cannot create.
+  Status Validate() const;
 };
 
 // What a raw read found at one block index, from one consistent view of the store.

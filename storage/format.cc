@@ -143,9 +143,10 @@ Status Superblock::DecodeFrom(std::string_view src) {
   body.remove_prefix(kMagic.size());
   uint32_t version;
   GetFixed32BE(&body, &version);
-  if (version != kFormatVersion) {
-    return Status::NotSupported("store format version " + std::to_string(version) +
-                                "; this stablefs reads version " + std::to_string(kFormatVersion));
+  if (version < kOldestFormatVersion || version > kFormatVersion) {
+    return Status::NotSupported(
+        "store format version " + std::to_string(version) + "; this stablefs reads versions " +
+        std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion));
   }
   std::string_view uuid_bytes, options;
   uint8_t guard, type;
@@ -163,7 +164,7 @@ Status Superblock::DecodeFrom(std::string_view src) {
   creation_options.assign(options);
   if (block_size != kBlockSize) {
     return Status::Corruption("superblock: block size " + std::to_string(block_size) +
-                              ", format version 1 has " + std::to_string(kBlockSize));
+                              ", every format version has " + std::to_string(kBlockSize));
   }
   Status s = pi.Validate();
   if (!s.ok()) return Status::Corruption("superblock: " + s.message());

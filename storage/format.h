@@ -17,9 +17,12 @@
 
 namespace stablefs {
 
-// The on-disk format version this build reads and writes.
-inline constexpr uint32_t kFormatVersion = 1;
-// Bytes per data block: one page of the page cache. Fixed for format version 1.
+// The newest on-disk format version this build reads and writes: 2, whose data blocks may lie in
+// segment files (FORMAT.md, "Segments"). It still reads and writes version 1, whose data blocks
+// all lie in the `data` family.
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kOldestFormatVersion = 1;
+// Bytes per data block: one page of the page cache. Fixed for every format version.
 inline constexpr uint32_t kBlockSize = 4096;
 // The root directory's inode number. Inode 0 is never used.
 inline constexpr uint64_t kRootIno = 1;
@@ -46,6 +49,9 @@ const char* SpaceName(Space s);
 // Meta keys.
 inline constexpr std::string_view kSuperblockKey = "superblock";
 inline constexpr std::string_view kNextInoKey = "next_ino";  // value: be64
+// Format version 2: how far the segment files were durable when this record was written
+// (be32 segment, be32 slots). Written after every sync of the segments.
+inline constexpr std::string_view kSegmentsSyncedKey = "segments_synced";
 
 // be64 inode: the key of kInode, kSymlink and kOrphan records.
 std::string InodeKey(uint64_t ino);
@@ -90,8 +96,11 @@ struct Superblock {
   std::string creation_options;  // the mkfs command line's options, for the record
 
   void EncodeTo(std::string* dst) const;
-  // Corruption for a bad magic, length, checksum or field; NotSupported for another version.
+  // Corruption for a bad magic, length, checksum or field; NotSupported for a version this build
+  // does not read.
   Status DecodeFrom(std::string_view src);
+  // Whether data blocks may lie in segment files (format version 2 and later).
+  bool has_segments() const { return format_version >= 2; }
   // "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
   std::string UuidString() const;
   bool operator==(const Superblock&) const = default;
@@ -148,6 +157,13 @@ Status DecodeCounter(std::string_view src, uint64_t* v);
 inline size_t TuplesPerBlock(const pi::Profile& p) { return kBlockSize / p.interval; }
 inline size_t TupleBytesPerBlock(const pi::Profile& p) {
   return TuplesPerBlock(p) * p.tuple_size();
+}
+// A kData value of a format-version-2 store may instead say where the block's data lies in a
+// segment file: be32 segment, be32 slot, then the block's tuples as above. Its length,
+// 8 + tuple bytes, is never that of a whole block, so the two kinds are told apart by length.
+inline constexpr size_t kSegmentPointerPrefix = 8;
+inline size_t SegmentPointerSize(const pi::Profile& p) {
+  return kSegmentPointerPrefix + TupleBytesPerBlock(p);
 }
 // The logical sector number of the first interval of block `index`: its reference tag seed.
 inline uint64_t FirstSectorOfBlock(const pi::Profile& p, uint64_t index) {

@@ -3,10 +3,13 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
+#include <rocksdb/wal_filter.h>
 #include <rocksdb/write_batch.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -18,6 +21,8 @@
 #include <cstring>
 #include <filesystem>
 #include <thread>
+
+#include "storage/coding.h"
 
 namespace stablefs {
 
@@ -70,6 +75,7 @@ struct Budget {
   uint64_t meta_write_buffer;
   uint64_t max_wal;
   uint64_t reserve;
+  uint64_t segment;  // the size at which a segment is sealed (format version 2)
 };
 
 // Memtable and WAL sizes, scaled down on a small disk, and the space kept in reserve for them:
@@ -92,6 +98,12 @@ Budget SpaceFor(const std::string& path, const RocksOptions& o) {
     b.max_wal = std::min<uint64_t>(b.max_wal, std::max<uint64_t>(disk / 16, 1 << 20));
     slack = std::clamp<uint64_t>(disk / 32, 1 << 20, 16 << 20);
   }
+  b.segment = o.segment_bytes;
+  if (b.segment == 0) {
+    b.segment = 256 << 20;
+    if (disk > 0) b.segment = std::clamp<uint64_t>(disk / 64, 1 << 20, b.segment);
+  }
+  b.segment = std::clamp<uint64_t>(b.segment, 4 * kBlockSize, uint64_t{UINT32_MAX} * kBlockSize);
   // Every family may hold two full memtables (one flushing).
   b.reserve =
       2 * (b.data_write_buffer + (kNumSpaces - 1) * b.meta_write_buffer) + b.max_wal + slack;
@@ -114,7 +126,8 @@ rocksdb::ColumnFamilyOptions SpaceOptions(Space s, const Budget& budget, const R
     cf.write_buffer_size = budget.data_write_buffer;
     if (o.blob_files) {
       cf.enable_blob_files = true;
-      cf.min_blob_size = 0;
+      // Whole blocks go to blob files; segment pointers (format version 2) stay in the tables.
+      cf.min_blob_size = kBlockSize;
       cf.blob_file_size = 256ull << 20;
       cf.blob_compression_type = rocksdb::kNoCompression;
       cf.enable_blob_garbage_collection = true;
@@ -133,10 +146,162 @@ bool IsLockError(const rocksdb::Status& s) {
          (m.find("lock") != std::string::npos || m.find("LOCK") != std::string::npos);
 }
 
+rocksdb::FileSystem* FileSystemOf(const RocksOptions& o) {
+  rocksdb::Env* env = o.env != nullptr ? o.env : rocksdb::Env::Default();
+  return env->GetFileSystem().get();
+}
+
+std::string SegmentDir(const std::string& store) { return store + "/segments"; }
+
+// Segments' options before the superblock is read (Segments::CheckIdentity supplies the rest).
+Segments::Options SegmentOptions(const std::string& store, const RocksOptions& o) {
+  Segments::Options so;
+  so.dir = SegmentDir(store);
+  so.fs = FileSystemOf(o);
+  so.max_slots = static_cast<uint32_t>(SpaceFor(store, o).segment / kBlockSize);
+  return so;
+}
+
+// A kData value pointing into a segment: be32 segment, be32 slot, then the tuples.
+void EncodeSegmentPointer(char* prefix, SegmentLocation loc) {
+  EncodeFixed32BE(prefix, loc.segment);
+  EncodeFixed32BE(prefix + 4, loc.slot);
+}
+SegmentLocation DecodeSegmentPointer(const char* p) {
+  return SegmentLocation{DecodeFixed32BE(p), DecodeFixed32BE(p + 4)};
+}
+// Whether a kData value is a segment pointer rather than a whole block.
+bool IsSegmentPointer(size_t value_size) { return value_size < kBlockSize; }
+
+// Segment data appended since the last sync past which a write syncs the segments and records
+// the watermark, bounding what the next open's recovery must read back (64 MiB).
+constexpr uint64_t kSyncEverySlots = 16384;
+
 }  // namespace
+
+// At recovery, RocksDB replays the WAL records that never reached a table. A record written
+// without a sync may point into segment slots whose data a power cut took (the WAL's pages may
+// reach the disk before the segment's). Each replayed record's pointers past the last durable
+// watermark (kSegmentsSyncedKey records, replayed in order) are read back and verified; a record
+// with one that fails is dropped whole, so its write is undone as a unit, as if it had not
+// been made, and one line says so.
+class RocksBlockStore::WalFilter : public rocksdb::WalFilter {
+ public:
+  explicit WalFilter(RocksBlockStore* store) : store_(store) {}
+  const char* Name() const override { return "StablefsSegmentWalFilter"; }
+
+  void ColumnFamilyLogNumberMap(const std::map<uint32_t, uint64_t>& logs,
+                                const std::map<std::string, uint32_t>& ids) override {
+    auto d = ids.find(SpaceName(Space::kData));
+    if (d != ids.end()) {
+      data_id_ = d->second;
+      auto l = logs.find(data_id_);
+      if (l != logs.end()) data_log_ = l->second;
+    }
+    auto m = ids.find(SpaceName(Space::kMeta));
+    if (m != ids.end()) meta_id_ = m->second;
+  }
+
+  WalProcessingOption LogRecordFound(unsigned long long log_number,
+                                     const std::string& /*log_file_name*/,
+                                     const rocksdb::WriteBatch& batch,
+                                     rocksdb::WriteBatch* /*new_batch*/,
+                                     bool* /*batch_changed*/) override {
+    Segments* segs = store_->segments_.get();
+    if (segs == nullptr) return WalProcessingOption::kContinueProcessing;
+    struct Collect : rocksdb::WriteBatch::Handler {
+      uint32_t data_id, meta_id;
+      std::vector<std::pair<std::string, std::string>> pointers;
+      std::vector<SegmentWatermark> marks;
+      rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key,
+                            const rocksdb::Slice& value) override {
+        if (cf == data_id && IsSegmentPointer(value.size())) {
+          pointers.emplace_back(key.ToString(), value.ToString());
+        } else if (cf == meta_id && ToView(key) == kSegmentsSyncedKey && value.size() == 8) {
+          marks.push_back(
+              SegmentWatermark{DecodeFixed32BE(value.data()), DecodeFixed32BE(value.data() + 4)});
+        }
+        return rocksdb::Status::OK();
+      }
+    } c;
+    c.data_id = data_id_;
+    c.meta_id = meta_id_;
+    if (!batch.Iterate(&c).ok()) return WalProcessingOption::kContinueProcessing;
+    // A watermark in a record was durable before the record was written.
+    for (const SegmentWatermark& m : c.marks) {
+      if (m.segment > durable_.segment ||
+          (m.segment == durable_.segment && m.slots > durable_.slots)) {
+        durable_ = m;
+      }
+    }
+    if (log_number < data_log_ || c.pointers.empty()) {
+      return WalProcessingOption::kContinueProcessing;  // its data part is not replayed
+    }
+    pi::Profile profile;
+    std::array<uint8_t, 16> uuid;
+    const bool have_profile = segs->RecordedIdentity(&uuid, &profile).ok();
+    char block[kBlockSize];
+    for (const auto& [key, value] : c.pointers) {
+      uint64_t ino = 0, index = 0;
+      ParseDataKey(key, &ino, &index);
+      const SegmentLocation loc = DecodeSegmentPointer(value.data());
+      if (durable_.Covers(loc)) continue;
+      char* blocks[1] = {block};
+      Status s = have_profile ? segs->Read(loc, 1, blocks) : Status::NotFound("no segment files");
+      if (s.ok() && value.size() != SegmentPointerSize(profile)) {
+        s = Status::Corruption("a segment pointer of " + std::to_string(value.size()) + " bytes");
+      }
+      pi::Mismatch mismatch;
+      if (s.ok() &&
+          !pi::Verify(profile, block, kBlockSize, value.data() + kSegmentPointerPrefix,
+                      FirstSectorOfBlock(profile, index), pi::AppTagForOwner(ino), &mismatch)) {
+        s = Status::Protection(pi::DescribeMismatch(profile, ino, index * kBlockSize, mismatch));
+      }
+      if (!s.ok()) {
+        std::fprintf(stderr,
+                     "stablefs: recovery: a write to inode %llu was not synced and its block at "
+                     "offset %llu (segment %u slot %u) did not survive the crash (%s); the write "
+                     "is undone\n",
+                     static_cast<unsigned long long>(ino),
+                     static_cast<unsigned long long>(index * kBlockSize), loc.segment, loc.slot,
+                     s.ToString().c_str());
+        store_->recovery_dropped_++;
+        return WalProcessingOption::kIgnoreCurrentRecord;
+      }
+    }
+    return WalProcessingOption::kContinueProcessing;
+  }
+
+ private:
+  RocksBlockStore* const store_;
+  uint32_t data_id_ = UINT32_MAX;
+  uint32_t meta_id_ = UINT32_MAX;
+  uint64_t data_log_ = 0;
+  SegmentWatermark durable_;
+};
+
+// Before a flush writes the data family's memtable to a table (which is durable without any WAL
+// sync), the segment data its pointers refer to is synced.
+class RocksBlockStore::FlushListener : public rocksdb::EventListener {
+ public:
+  explicit FlushListener(std::atomic<Segments*>* segments) : segments_(segments) {}
+  void OnFlushBegin(rocksdb::DB* /*db*/, const rocksdb::FlushJobInfo& info) override {
+    if (info.cf_name != SpaceName(Space::kData)) return;
+    Segments* segs = segments_->load(std::memory_order_acquire);
+    if (segs == nullptr) return;
+    Status s = segs->Sync();
+    if (!s.ok())
+      std::fprintf(stderr, "stablefs: sync of segments before a flush: %s\n", s.ToString().c_str());
+  }
+
+ private:
+  std::atomic<Segments*>* const segments_;
+};
 
 Status RocksBlockStore::Create(const std::string& path, const CreateOptions& create,
                                const RocksOptions& options, std::unique_ptr<RocksBlockStore>* out) {
+  // Nothing is made for options that cannot make a store.
+  STABLEFS_RETURN_IF_ERROR(create.Validate());
   std::error_code ec;
   if (fs::exists(path, ec)) {
     if (!fs::is_directory(path, ec)) {
@@ -153,6 +318,7 @@ Status RocksBlockStore::Create(const std::string& path, const CreateOptions& cre
   std::unique_ptr<RocksBlockStore> store(new RocksBlockStore(path));
   STABLEFS_RETURN_IF_ERROR(store->OpenDb(options, /*create=*/true));
   STABLEFS_RETURN_IF_ERROR(store->InitializeNewStore(create));
+  STABLEFS_RETURN_IF_ERROR(store->OpenSegments(options));
   *out = std::move(store);
   return Status::Ok();
 }
@@ -168,6 +334,12 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
     return Status::InvalidArgument(path + " is not a stablefs store (no RocksDB database in it)");
   }
   std::unique_ptr<RocksBlockStore> store(new RocksBlockStore(path));
+  // The WAL filter reads segments while the database opens.
+  if (fs::exists(SegmentDir(path), ec)) {
+    STABLEFS_RETURN_IF_ERROR(
+        Segments::Open(SegmentOptions(path, options), /*create=*/false, &store->segments_));
+    store->flush_segments_.store(store->segments_.get(), std::memory_order_release);
+  }
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options.busy_wait_ms);
   for (;;) {
@@ -178,6 +350,7 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   STABLEFS_RETURN_IF_ERROR(store->LoadSuperblock());
+  STABLEFS_RETURN_IF_ERROR(store->OpenSegments(options));
   *out = std::move(store);
   return Status::Ok();
 }
@@ -205,6 +378,11 @@ Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   // Small metadata families would otherwise pin every WAL file until the WAL reaches four times
   // the memtable budget; past this size RocksDB flushes the families holding the oldest WAL.
   db_options.max_total_wal_size = budget.max_wal;
+  // Segments (format version 2): verified replay, and synced data under every flushed pointer.
+  wal_filter_ = std::make_shared<WalFilter>(this);
+  db_options.wal_filter = wal_filter_.get();
+  flush_listener_ = std::make_shared<FlushListener>(&flush_segments_);
+  db_options.listeners.push_back(flush_listener_);
 
   std::vector<std::string> names;
   if (!create) {
@@ -264,7 +442,38 @@ Status RocksBlockStore::LoadSuperblock() {
   return Status::Ok();
 }
 
+Status RocksBlockStore::OpenSegments(const RocksOptions& options) {
+  if (!superblock_.has_segments()) {
+    if (segments_ != nullptr) {
+      return Status::Corruption(path_ + ": a format version 1 store with a segments directory");
+    }
+    return Status::Ok();
+  }
+  if (segments_ == nullptr) {
+    if (read_only_) return Status::Corruption(path_ + ": the segments directory is missing");
+    STABLEFS_RETURN_IF_ERROR(
+        Segments::Open(SegmentOptions(path_, options), /*create=*/true, &segments_));
+  }
+  STABLEFS_RETURN_IF_ERROR(segments_->CheckIdentity(superblock_.uuid, superblock_.pi));
+  segment_min_run_ = std::max<uint32_t>(options.segment_min_run, 1);
+  // Room for a collection to move a segment's live blocks.
+  reserve_bytes_ += SpaceFor(path_, options).segment;
+  flush_segments_.store(segments_.get(), std::memory_order_release);
+  if (!read_only_ && options.collect_segments) {
+    collector_ = std::thread([this] { CollectorLoop(); });
+  }
+  return Status::Ok();
+}
+
 RocksBlockStore::~RocksBlockStore() {
+  if (collector_.joinable()) {
+    {
+      MutexLock l(&collector_mu_);
+      collector_stop_ = true;
+      collector_cv_.SignalAll();
+    }
+    collector_.join();
+  }
   if (db_ != nullptr) {
     for (rocksdb::ColumnFamilyHandle* h : handles_) {
       db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
@@ -284,7 +493,46 @@ std::string RocksBlockStore::DataProperty(const std::string& name) const {
 Status RocksBlockStore::DoGet(Space s, std::string_view key, std::string* value) {
   rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), cf(s), ToSlice(key), value);
   if (rs.IsNotFound()) return Status::NotFound(SpaceName(s));
-  return FromRocks(rs, [&] { return std::string("get in ") + SpaceName(s); });
+  STABLEFS_RETURN_IF_ERROR(FromRocks(rs, [&] { return std::string("get in ") + SpaceName(s); }));
+  if (s == Space::kData && IsSegmentPointer(value->size())) {
+    std::string raw;
+    STABLEFS_RETURN_IF_ERROR(ExpandDataValue(key, *value, &raw));
+    *value = std::move(raw);
+  }
+  return Status::Ok();
+}
+
+Status RocksBlockStore::ExpandDataValue(std::string_view key, std::string_view value,
+                                        std::string* out) {
+  uint64_t ino = 0, index = 0;
+  ParseDataKey(key, &ino, &index);
+  const size_t tb = tuple_bytes_per_block();
+  if (segments_ == nullptr || value.size() != kSegmentPointerPrefix + tb) {
+    return Status::Corruption("inode " + std::to_string(ino) + " block " + std::to_string(index) +
+                              ": stored value has " + std::to_string(value.size()) + " bytes");
+  }
+  out->resize(kBlockSize + tb);
+  char* blocks[1] = {out->data()};
+  Status s = segments_->Read(DecodeSegmentPointer(value.data()), 1, blocks);
+  std::string again;
+  if (s.IsNotFound()) {
+    // Collected since the pointer was read: the block is where the collection moved it, or was
+    // rewritten, or is gone (NotFound).
+    rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), cf(Space::kData), ToSlice(key), &again);
+    if (rs.ok() && again.size() == kBlockSize + tb) {
+      *out = std::move(again);
+      return Status::Ok();
+    }
+    if (rs.ok() && again.size() == value.size()) {
+      s = segments_->Read(DecodeSegmentPointer(again.data()), 1, blocks);
+      value = again;
+    }
+  }
+  if (!s.ok()) {
+    return s.WithContext("inode " + std::to_string(ino) + " block " + std::to_string(index));
+  }
+  std::memcpy(out->data() + kBlockSize, value.data() + kSegmentPointerPrefix, tb);
+  return Status::Ok();
 }
 
 Status RocksBlockStore::DoScan(Space s, std::string_view begin, std::string_view end,
@@ -293,14 +541,47 @@ Status RocksBlockStore::DoScan(Space s, std::string_view begin, std::string_view
   rocksdb::Slice upper = ToSlice(end);
   if (!end.empty()) ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(s)));
+  std::string raw;
   for (it->Seek(ToSlice(begin)); it->Valid(); it->Next()) {
-    if (!fn(ToView(it->key()), ToView(it->value()))) break;
+    // The segments' watermark is the store's bookkeeping, not a record of the filesystem.
+    if (s == Space::kMeta && ToView(it->key()) == kSegmentsSyncedKey) continue;
+    std::string_view value = ToView(it->value());
+    if (s == Space::kData && IsSegmentPointer(value.size())) {
+      // Raw, unverified, as the scan promises: data a segment cannot give back reads as zeros
+      // and fails its tuples' check wherever the caller verifies it.
+      Status e = ExpandDataValue(ToView(it->key()), value, &raw);
+      if (e.IsNotFound()) continue;  // deleted since the scan's view: as if scanned later
+      if (!e.ok()) {
+        raw.assign(kBlockSize, '\0');
+        const size_t tb = tuple_bytes_per_block();
+        if (value.size() >= kSegmentPointerPrefix + tb) {
+          raw.append(value.substr(kSegmentPointerPrefix, tb));
+        }
+      }
+      value = raw;
+    }
+    if (!fn(ToView(it->key()), value)) break;
   }
   return FromRocks(it->status(), [&] { return std::string("scan of ") + SpaceName(s); });
 }
 
 Status RocksBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* const* blocks,
                                      char* tuples, BlockState* state) {
+  // A segment collected between reading a pointer and reading its data (NotFound): read again,
+  // which finds the blocks where the collection moved them.
+  for (int attempt = 0;; attempt++) {
+    Status s = ReadBlocksChecked(ino, first, n, blocks, tuples, state);
+    if (!s.IsNotFound()) return s;
+    if (attempt == 3) {
+      return Status::Corruption("inode " + std::to_string(ino) + " blocks " +
+                                std::to_string(first) + "+" + std::to_string(n) + ": " +
+                                s.message());
+    }
+  }
+}
+
+Status RocksBlockStore::ReadBlocksChecked(uint64_t ino, uint64_t first, size_t n,
+                                          char* const* blocks, char* tuples, BlockState* state) {
   STABLEFS_RETURN_IF_ERROR(ReadBlocksAt(nullptr, ino, first, n, blocks, tuples, state));
   if (std::find(state, state + n, BlockState::kHole) == state + n) return Status::Ok();
   // A hole: is it one, or a lost block? Data and block map must be read at one sequence number, or
@@ -337,15 +618,21 @@ Status RocksBlockStore::ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino
                                      size_t n, char* const* blocks, char* tuples,
                                      BlockState* state) {
   const size_t tb = tuple_bytes_per_block();
+  // Blocks whose data lies in a segment: (index in this read, where), read after the lookup.
+  std::vector<std::pair<size_t, SegmentLocation>> in_segments;
   auto take = [&](size_t i, const rocksdb::Slice& v) -> Status {
-    if (v.size() != kBlockSize + tb) {
+    if (v.size() == kBlockSize + tb) {
+      std::memcpy(blocks[i], v.data(), kBlockSize);
+      std::memcpy(tuples + i * tb, v.data() + kBlockSize, tb);
+    } else if (segments_ != nullptr && v.size() == kSegmentPointerPrefix + tb) {
+      in_segments.emplace_back(i, DecodeSegmentPointer(v.data()));
+      std::memcpy(tuples + i * tb, v.data() + kSegmentPointerPrefix, tb);
+    } else {
       return Status::Corruption("inode " + std::to_string(ino) + " block " +
                                 std::to_string(first + i) + ": stored value has " +
                                 std::to_string(v.size()) + " bytes, expected " +
                                 std::to_string(kBlockSize + tb));
     }
-    std::memcpy(blocks[i], v.data(), kBlockSize);
-    std::memcpy(tuples + i * tb, v.data() + kBlockSize, tb);
     state[i] = BlockState::kPresent;
     return Status::Ok();
   };
@@ -362,34 +649,115 @@ Status RocksBlockStore::ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino
       return Status::Ok();
     }
     STABLEFS_RETURN_IF_ERROR(FromRocks(rs, [&] { return "read of inode " + std::to_string(ino); }));
-    return take(0, value);
-  }
-  // A range: one iterator pass over the blocks that exist.
-  char end_key[kDataKeySize];
-  EncodeDataKey(end_key, ino, first + n);
-  rocksdb::Slice upper(end_key, sizeof(end_key));
-  ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(Space::kData)));
-  for (it->Seek(rocksdb::Slice(key, sizeof(key))); it->Valid(); it->Next()) {
-    uint64_t kino, index;
-    if (!ParseDataKey(ToView(it->key()), &kino, &index) || kino != ino || index < first ||
-        index >= first + n) {
-      return Status::Corruption("malformed data key under inode " + std::to_string(ino));
+    STABLEFS_RETURN_IF_ERROR(take(0, value));
+  } else {
+    // A range: one iterator pass over the blocks that exist.
+    char end_key[kDataKeySize];
+    EncodeDataKey(end_key, ino, first + n);
+    rocksdb::Slice upper(end_key, sizeof(end_key));
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(Space::kData)));
+    for (it->Seek(rocksdb::Slice(key, sizeof(key))); it->Valid(); it->Next()) {
+      uint64_t kino, index;
+      if (!ParseDataKey(ToView(it->key()), &kino, &index) || kino != ino || index < first ||
+          index >= first + n) {
+        return Status::Corruption("malformed data key under inode " + std::to_string(ino));
+      }
+      STABLEFS_RETURN_IF_ERROR(take(index - first, it->value()));
     }
-    STABLEFS_RETURN_IF_ERROR(take(index - first, it->value()));
+    STABLEFS_RETURN_IF_ERROR(
+        FromRocks(it->status(), [&] { return "read of inode " + std::to_string(ino); }));
+    for (size_t i = 0; i < n; i++) {
+      if (state[i] == BlockState::kHole) std::memset(blocks[i], 0, kBlockSize);
+    }
   }
-  STABLEFS_RETURN_IF_ERROR(
-      FromRocks(it->status(), [&] { return "read of inode " + std::to_string(ino); }));
-  for (size_t i = 0; i < n; i++) {
-    if (state[i] == BlockState::kHole) std::memset(blocks[i], 0, kBlockSize);
+  // Blocks next to each other in the file and in one segment are read with one preadv.
+  for (size_t r = 0; r < in_segments.size();) {
+    size_t e = r + 1;
+    while (e < in_segments.size() && in_segments[e].first == in_segments[e - 1].first + 1 &&
+           in_segments[e].second.segment == in_segments[r].second.segment &&
+           in_segments[e].second.slot == in_segments[e - 1].second.slot + 1) {
+      e++;
+    }
+    const size_t i = in_segments[r].first;
+    Status s = segments_->Read(in_segments[r].second, e - r, blocks + i);
+    if (s.IsCorruption()) {
+      // The segment ends before the slot: the data never reached the disk.
+      return Status::Corruption("inode " + std::to_string(ino) + " offset " +
+                                std::to_string((first + i) * kBlockSize) + ": " + s.message());
+    }
+    STABLEFS_RETURN_IF_ERROR(s);
+    r = e;
   }
   return Status::Ok();
+}
+
+Status RocksBlockStore::AppendRuns(const WriteBatch& batch, std::vector<SegmentLocation>* loc) {
+  const std::vector<WriteBatch::Op>& ops = batch.ops();
+  std::vector<const char*> data;
+  for (size_t i = 0; i < ops.size();) {
+    if (ops[i].kind != WriteBatch::OpKind::kPutBlock) {
+      i++;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < ops.size() && ops[j].kind == WriteBatch::OpKind::kPutBlock &&
+           ops[j].ino == ops[i].ino && ops[j].index == ops[j - 1].index + 1) {
+      j++;
+    }
+    if (j - i >= segment_min_run_) {
+      if (loc->empty()) loc->resize(ops.size());
+      data.clear();
+      bool contiguous = true;
+      for (size_t k = i; k < j; k++) {
+        data.push_back(ops[k].data);
+        contiguous &= k == i || ops[k].data == ops[k - 1].data + kBlockSize;
+      }
+      for (size_t done = 0; done < j - i;) {
+        SegmentLocation at;
+        size_t written = 0;
+        STABLEFS_RETURN_IF_ERROR(segments_->Append(ops[i].ino, ops[i + done].index, j - i - done,
+                                                   data.data() + done, contiguous, &at, &written));
+        for (size_t w = 0; w < written; w++) {
+          (*loc)[i + done + w] = SegmentLocation{at.segment, at.slot + static_cast<uint32_t>(w)};
+        }
+        done += written;
+      }
+    }
+    i = j;
+  }
+  return Status::Ok();
+}
+
+Status RocksBlockStore::SyncSegments(rocksdb::WriteBatch* wb) {
+  SegmentWatermark durable;
+  STABLEFS_RETURN_IF_ERROR(segments_->Sync(&durable));
+  char value[8];
+  EncodeFixed32BE(value, durable.segment);
+  EncodeFixed32BE(value + 4, durable.slots);
+  return FromRocks(wb->Put(cf(Space::kMeta), ToSlice(kSegmentsSyncedKey), rocksdb::Slice(value, 8)),
+                   "building a write batch");
 }
 
 Status RocksBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
   const size_t tb = tuple_bytes_per_block();
   rocksdb::WriteBatch wb;
-  for (const WriteBatch::Op& op : batch.ops()) {
+  // Where each op's block went in the segments (empty: nowhere; segment 0: not in a segment).
+  std::vector<SegmentLocation> loc;
+  std::shared_lock<std::shared_mutex> moving(relocate_mu_, std::defer_lock);
+  if (segments_ != nullptr) {
+    moving.lock();
+    const uint32_t open_before = segments_->open_segment();
+    STABLEFS_RETURN_IF_ERROR(AppendRuns(batch, &loc));
+    if (open_before != 0 && segments_->open_segment() != open_before) WakeCollector();
+    // Segment data is synced before the WAL that points to it (and now and then without a WAL
+    // sync, so that a recovery has little to read back).
+    if (sync || segments_->unsynced_slots() >= kSyncEverySlots) {
+      STABLEFS_RETURN_IF_ERROR(SyncSegments(&wb));
+    }
+  }
+  for (size_t i = 0; i < batch.ops().size(); i++) {
+    const WriteBatch::Op& op = batch.ops()[i];
     rocksdb::ColumnFamilyHandle* h = cf(op.space);
     rocksdb::Status s;
     switch (op.kind) {
@@ -406,9 +774,15 @@ Status RocksBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
         char key[kDataKeySize];
         EncodeDataKey(key, op.ino, op.index);
         rocksdb::Slice key_part(key, sizeof(key));
-        // Data and tuples are gathered into the batch without an intermediate copy.
+        char pointer[kSegmentPointerPrefix];
+        // Data (or where a segment holds it) and tuples are gathered into the batch without an
+        // intermediate copy.
         rocksdb::Slice value_parts[2] = {rocksdb::Slice(op.data, kBlockSize),
                                          rocksdb::Slice(op.tuples, tb)};
+        if (!loc.empty() && loc[i].segment != 0) {
+          EncodeSegmentPointer(pointer, loc[i]);
+          value_parts[0] = rocksdb::Slice(pointer, sizeof(pointer));
+        }
         s = wb.Put(h, rocksdb::SliceParts(&key_part, 1), rocksdb::SliceParts(value_parts, 2));
         if (s.ok()) s = wb.Put(cf(Space::kBlockMap), key_part, rocksdb::Slice());
         break;
@@ -432,6 +806,11 @@ Status RocksBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
 
 Status RocksBlockStore::ReclaimBlocks(uint64_t ino) {
   if (read_only_) return Status::ReadOnly("the store is open read-only");
+  if (segments_ != nullptr) {
+    // Space is short: every segment holding a deleted block gives it back.
+    STABLEFS_RETURN_IF_ERROR(SealSegment());
+    STABLEFS_RETURN_IF_ERROR(CollectSegments(1.0));
+  }
   const std::string begin = DataKey(ino, 0), end = DataKeyRangeEnd(ino, UINT64_MAX);
   rocksdb::Slice b(begin), e(end);
   rocksdb::CompactRangeOptions co;
@@ -448,6 +827,10 @@ Status RocksBlockStore::ReclaimBlocks(uint64_t ino) {
 
 Status RocksBlockStore::Trim() {
   if (read_only_) return Status::ReadOnly("the store is open read-only");
+  if (segments_ != nullptr) {
+    STABLEFS_RETURN_IF_ERROR(SealSegment());
+    STABLEFS_RETURN_IF_ERROR(CollectSegments(1.0));
+  }
   rocksdb::CompactRangeOptions co;
   // Files a compaction of this call wrote are not compacted again.
   co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
@@ -466,8 +849,198 @@ Status RocksBlockStore::DoSync() {
   // writer again and RocksDB aborts on an assertion (a full disk killed the daemon that way).
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  rocksdb::WriteBatch empty;
-  return FromRocks(db_->Write(wo, &empty), [&] { return std::string("sync of store " + path_); });
+  rocksdb::WriteBatch wb;
+  // The segments first: a synced pointer must not outlive its data.
+  if (segments_ != nullptr) STABLEFS_RETURN_IF_ERROR(SyncSegments(&wb));
+  return FromRocks(db_->Write(wo, &wb), [&] { return std::string("sync of store " + path_); });
+}
+
+// ---- Collecting segments ----
+
+Status RocksBlockStore::CountLive(uint32_t segment, uint64_t ino, uint64_t first, uint32_t count,
+                                  uint32_t slot, uint64_t* live) {
+  *live = 0;
+  const size_t pointer_size = SegmentPointerSize(profile());
+  char begin[kDataKeySize], end[kDataKeySize];
+  EncodeDataKey(begin, ino, first);
+  EncodeDataKey(end, ino, first + count);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper(end, sizeof(end));
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(Space::kData)));
+  for (it->Seek(rocksdb::Slice(begin, sizeof(begin))); it->Valid(); it->Next()) {
+    uint64_t kino, index;
+    if (!ParseDataKey(ToView(it->key()), &kino, &index) || it->value().size() != pointer_size) {
+      continue;
+    }
+    const SegmentLocation at = DecodeSegmentPointer(it->value().data());
+    *live += at == SegmentLocation{segment, static_cast<uint32_t>(slot + (index - first))};
+  }
+  return FromRocks(it->status(), "a scan of the data under a segment");
+}
+
+Status RocksBlockStore::MoveLiveBlocks(uint32_t segment, uint64_t ino, uint64_t first,
+                                       uint32_t count, uint32_t slot, uint64_t* moved) {
+  // No write may change these blocks' pointers between the check below and the move.
+  std::unique_lock<std::shared_mutex> exclusive(relocate_mu_);
+  const size_t tb = tuple_bytes_per_block();
+  const size_t pointer_size = kSegmentPointerPrefix + tb;
+  struct Live {
+    uint64_t index;
+    std::string tuples;
+  };
+  std::vector<Live> live;
+  {
+    char begin[kDataKeySize], end[kDataKeySize];
+    EncodeDataKey(begin, ino, first);
+    EncodeDataKey(end, ino, first + count);
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice upper(end, sizeof(end));
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(Space::kData)));
+    for (it->Seek(rocksdb::Slice(begin, sizeof(begin))); it->Valid(); it->Next()) {
+      uint64_t kino, index;
+      if (!ParseDataKey(ToView(it->key()), &kino, &index) || it->value().size() != pointer_size) {
+        continue;
+      }
+      const SegmentLocation at = DecodeSegmentPointer(it->value().data());
+      if (at == SegmentLocation{segment, static_cast<uint32_t>(slot + (index - first))}) {
+        live.push_back(Live{index, std::string(it->value().data() + kSegmentPointerPrefix, tb)});
+      }
+    }
+    STABLEFS_RETURN_IF_ERROR(FromRocks(it->status(), "a scan of the data under a segment"));
+  }
+  rocksdb::WriteBatch wb;
+  std::vector<char> buffer;
+  std::vector<char*> blocks;
+  for (size_t r = 0; r < live.size();) {
+    size_t e = r + 1;
+    while (e < live.size() && live[e].index == live[e - 1].index + 1) e++;
+    const size_t n = e - r;
+    buffer.resize(n * kBlockSize);
+    blocks.resize(n);
+    for (size_t i = 0; i < n; i++) blocks[i] = buffer.data() + i * kBlockSize;
+    const SegmentLocation from{segment, static_cast<uint32_t>(slot + (live[r].index - first))};
+    STABLEFS_RETURN_IF_ERROR(segments_->Read(from, n, blocks.data()));
+    for (size_t done = 0; done < n;) {
+      SegmentLocation to;
+      size_t written = 0;
+      STABLEFS_RETURN_IF_ERROR(segments_->Append(ino, live[r + done].index, n - done,
+                                                 blocks.data() + done, /*contiguous=*/true, &to,
+                                                 &written));
+      for (size_t w = 0; w < written; w++) {
+        char key[kDataKeySize], pointer[kSegmentPointerPrefix];
+        EncodeDataKey(key, ino, live[r + done + w].index);
+        EncodeSegmentPointer(pointer,
+                             SegmentLocation{to.segment, to.slot + static_cast<uint32_t>(w)});
+        rocksdb::Slice key_part(key, sizeof(key));
+        rocksdb::Slice value_parts[2] = {rocksdb::Slice(pointer, sizeof(pointer)),
+                                         rocksdb::Slice(live[r + done + w].tuples)};
+        STABLEFS_RETURN_IF_ERROR(
+            FromRocks(wb.Put(cf(Space::kData), rocksdb::SliceParts(&key_part, 1),
+                             rocksdb::SliceParts(value_parts, 2)),
+                      "building a write batch"));
+      }
+      done += written;
+    }
+    r = e;
+  }
+  *moved += live.size();
+  if (wb.Count() == 0) return Status::Ok();
+  return FromRocks(db_->Write(rocksdb::WriteOptions(), &wb),
+                   [&] { return "moving blocks out of segment " + std::to_string(segment); });
+}
+
+Status RocksBlockStore::CollectSegments(double max_live_fraction, CollectStats* stats) {
+  CollectStats local;
+  if (stats == nullptr) stats = &local;
+  if (segments_ == nullptr) return Status::Ok();
+  if (read_only_) return Status::ReadOnly("the store is open read-only");
+  if (is_shut_down()) return Status::IOError("the store is shut down");
+  MutexLock one(&collect_mu_);
+  std::vector<uint32_t> removable;
+  for (uint32_t segment : segments_->Sealed()) {
+    struct Run {
+      uint64_t ino, first;
+      uint32_t count, slot;
+    };
+    std::vector<Run> runs;
+    uint64_t total = 0, live = 0;
+    Status s = segments_->ForEachRun(
+        segment, [&](uint64_t ino, uint64_t first, uint32_t count, uint32_t slot) -> Status {
+          runs.push_back(Run{ino, first, count, slot});
+          total += count;
+          uint64_t l = 0;
+          STABLEFS_RETURN_IF_ERROR(CountLive(segment, ino, first, count, slot, &l));
+          live += l;
+          return Status::Ok();
+        });
+    if (s.IsCorruption()) {
+      // Left as it is, for fsck to report: its runs cannot be told apart.
+      std::fprintf(stderr, "stablefs: segment %u is not collected: %s\n", segment,
+                   s.ToString().c_str());
+      continue;
+    }
+    STABLEFS_RETURN_IF_ERROR(s);
+    stats->segments_examined++;
+    if (live > 0 && static_cast<double>(live) >= max_live_fraction * static_cast<double>(total)) {
+      continue;
+    }
+    for (const Run& r : runs) {
+      if (live == 0) break;
+      STABLEFS_RETURN_IF_ERROR(
+          MoveLiveBlocks(segment, r.ino, r.first, r.count, r.slot, &stats->blocks_moved));
+    }
+    removable.push_back(segment);
+  }
+  if (removable.empty()) return Status::Ok();
+  // The moves become durable, and the data family's memtable goes to a table, so that no WAL
+  // record a later recovery replays points into a removed segment.
+  rocksdb::WriteBatch wb;
+  STABLEFS_RETURN_IF_ERROR(SyncSegments(&wb));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  STABLEFS_RETURN_IF_ERROR(
+      FromRocks(db_->Write(wo, &wb), [&] { return "sync of store " + path_; }));
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  fo.allow_write_stall = true;
+  STABLEFS_RETURN_IF_ERROR(
+      FromRocks(db_->Flush(fo, cf(Space::kData)), [&] { return "flush of store " + path_; }));
+  for (uint32_t segment : removable) {
+    STABLEFS_RETURN_IF_ERROR(segments_->Remove(segment));
+    stats->segments_removed++;
+  }
+  return Status::Ok();
+}
+
+Status RocksBlockStore::SealSegment() {
+  if (segments_ == nullptr) return Status::Ok();
+  std::shared_lock<std::shared_mutex> moving(relocate_mu_);
+  return segments_->Seal();
+}
+
+void RocksBlockStore::WakeCollector() {
+  MutexLock l(&collector_mu_);
+  collector_wanted_ = true;
+  collector_cv_.Signal();
+}
+
+void RocksBlockStore::CollectorLoop() {
+  for (;;) {
+    {
+      MutexLock l(&collector_mu_);
+      while (!collector_stop_ && !collector_wanted_) collector_cv_.Wait();
+      if (collector_stop_) return;
+      collector_wanted_ = false;
+    }
+    // Segments at most half live are worth moving: each move frees at least as much as it writes.
+    Status s = CollectSegments(0.5);
+    if (!s.ok() && !is_shut_down()) {
+      std::fprintf(stderr, "stablefs: collecting segments of %s: %s\n", path_.c_str(),
+                   s.ToString().c_str());
+    }
+  }
 }
 
 }  // namespace stablefs

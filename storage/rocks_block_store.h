@@ -4,17 +4,27 @@
 // rocksdb::WriteBatch across column families, so a writeback of many blocks plus the new inode
 // size, or a rename, commits atomically. A write with sync=true and Sync() sync the WAL; until
 // then a write survives a crash of the daemon (it is in the OS page cache) but not of the machine.
-// Data blocks live in BlobDB blob files (storage/FORMAT.md), so compaction moves only their keys.
+// Data blocks live in BlobDB blob files (storage/FORMAT.md), so compaction moves only their keys;
+// in a format-version-2 store, runs of consecutive blocks go to segment files instead
+// (storage/segments.h), written once, with RocksDB holding where each block lies and its tuples.
+// Segments are synced before every WAL sync; a WAL filter drops, at recovery, any write whose
+// segment data a power cut took; sealed segments holding overwritten or deleted blocks are
+// collected by a background thread that moves their live blocks and removes the file.
 //
 // Opening checks what can be wrong with a store and says so in one line: missing, not a stablefs
 // store, locked by another process, another format version, a damaged superblock.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <shared_mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "storage/block_store.h"
+#include "storage/segments.h"
+#include "storage/thread_annotations.h"
 
 namespace rocksdb {
 class DB;
@@ -22,6 +32,7 @@ class ColumnFamilyHandle;
 class Env;
 class FileLock;
 class Snapshot;
+class WriteBatch;
 }  // namespace rocksdb
 
 namespace stablefs {
@@ -41,6 +52,15 @@ struct RocksOptions {
   uint32_t busy_wait_ms = 0;
   // Background flush and compaction threads. Default: 2.
   int background_jobs = 2;
+  // Blocks of one file written in one batch that go to a segment file together (format version
+  // 2); shorter runs (random writes, small syncs) stay in the `data` family. Default: 16 (64 KiB).
+  uint32_t segment_min_run = 16;
+  // The size at which a segment file is sealed. Default: 0, 256 MiB scaled down on a small disk
+  // to 1/64 of it (at least 1 MiB).
+  uint64_t segment_bytes = 0;
+  // Collect sealed segments in a background thread as they are sealed (they are also collected by
+  // Trim() and ReclaimBlocks()). Default: true.
+  bool collect_segments = true;
   // The Env RocksDB reads and writes files through, not owned; it must outlive the store. Tests
   // put a fault-injecting file system here (storage/crash_file_system.h). Default: null, the
   // operating system's (rocksdb::Env::Default()).
@@ -74,6 +94,23 @@ class RocksBlockStore : public BlockStore {
   // A RocksDB property of the data column family (e.g. "rocksdb.stats"); empty if unknown.
   std::string DataProperty(const std::string& name) const;
 
+  // ---- Segments (format version 2) ----
+  // What a collection did.
+  struct CollectStats {
+    uint64_t segments_examined = 0;
+    uint64_t segments_removed = 0;
+    uint64_t blocks_moved = 0;
+  };
+  // Collects sealed segments: moves the live blocks of each whose live share is below
+  // `max_live_fraction` (1.0: every one with a dead block) to the open segment, then removes it.
+  Status CollectSegments(double max_live_fraction, CollectStats* stats = nullptr);
+  // Seals the open segment, so that a collection may take it.
+  Status SealSegment();
+  // The segment files, or null for a format-version-1 store.
+  Segments* segments() { return segments_.get(); }
+  // Writes whose segment data did not survive a power cut, dropped by the last open's recovery.
+  uint64_t recovery_dropped_writes() const { return recovery_dropped_; }
+
  protected:
   Status DoGet(Space s, std::string_view key, std::string* value) override;
   Status DoScan(Space s, std::string_view begin, std::string_view end,
@@ -86,11 +123,31 @@ class RocksBlockStore : public BlockStore {
  private:
   explicit RocksBlockStore(std::string path) : path_(std::move(path)) {}
   Status OpenDb(const RocksOptions& options, bool create);
+  // DoReadBlocks, once: NotFound if a segment was collected under the read.
+  Status ReadBlocksChecked(uint64_t ino, uint64_t first, size_t n, char* const* blocks,
+                           char* tuples, BlockState* state);
   // Reads the data of blocks [first, first + n) at `snap` (null: the latest), marking each
   // kPresent or kHole; the block map is not consulted.
   Status ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino, uint64_t first, size_t n,
                       char* const* blocks, char* tuples, BlockState* state);
   Status LoadSuperblock();
+  // Opens (or, for a new store, creates) the segments and starts their collector.
+  Status OpenSegments(const RocksOptions& options);
+  // Appends the runs of `batch` long enough for a segment; loc[i] is where op i went, or
+  // segment 0 for an op that stays in the `data` family.
+  Status AppendRuns(const WriteBatch& batch, std::vector<SegmentLocation>* loc);
+  // Syncs the segments and puts the watermark now durable into *wb (kSegmentsSyncedKey).
+  Status SyncSegments(rocksdb::WriteBatch* wb);
+  // Turns a kData value into data || tuples: a segment pointer's data is read from its segment.
+  Status ExpandDataValue(std::string_view key, std::string_view value, std::string* out);
+  // Moves the live blocks of one run of `segment` (under relocate_mu_, exclusively).
+  Status MoveLiveBlocks(uint32_t segment, uint64_t ino, uint64_t first, uint32_t count,
+                        uint32_t slot, uint64_t* moved);
+  // Counts the blocks of a run still pointing into it.
+  Status CountLive(uint32_t segment, uint64_t ino, uint64_t first, uint32_t count, uint32_t slot,
+                   uint64_t* live);
+  void CollectorLoop();
+  void WakeCollector();
   rocksdb::ColumnFamilyHandle* cf(Space s) const { return handles_[static_cast<int>(s)]; }
 
   const std::string path_;
@@ -100,6 +157,25 @@ class RocksBlockStore : public BlockStore {
   rocksdb::Env* env_ = nullptr;
   // Indexed by Space; handles_ beyond kNumSpaces are column families this build does not know.
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+
+  // ---- Segments ----
+  class WalFilter;
+  class FlushListener;
+  std::unique_ptr<Segments> segments_;
+  std::shared_ptr<WalFilter> wal_filter_;           // used by DB::Open only
+  std::atomic<Segments*> flush_segments_{nullptr};  // what FlushListener syncs
+  std::shared_ptr<FlushListener> flush_listener_;
+  uint32_t segment_min_run_ = 16;
+  uint64_t recovery_dropped_ = 0;
+  // Writes hold it shared, a collection's move of a run exclusively, so that a block's pointer
+  // does not change between the collector's check and its move.
+  std::shared_mutex relocate_mu_;
+  Mutex collect_mu_;  // one collection at a time
+  Mutex collector_mu_;
+  CondVar collector_cv_{&collector_mu_};
+  bool collector_stop_ GUARDED_BY(collector_mu_) = false;
+  bool collector_wanted_ GUARDED_BY(collector_mu_) = false;
+  std::thread collector_;
 };
 
 }  // namespace stablefs

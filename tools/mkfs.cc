@@ -7,6 +7,8 @@
 //            application tags checked) or type3 (guard only); INTERVAL is 512 or 4096.
 //            Default: crc64-nvme,type1,4096.
 // --root-owner UID:GID  owner of the root directory. Default: the caller's uid and gid.
+// --format-version N  2 (runs of blocks written once to segment files) or 1 (every block in the
+//            RocksDB data family, readable by builds from before version 2). Default: 2.
 // -q, --quiet  print nothing on success. Default: print the store's identity.
 //
 // STORE must be missing or an empty directory. Exit status: 0 on success, 1 on a usage error or
@@ -23,11 +25,13 @@ namespace {
 
 void Usage(FILE* out) {
   std::fprintf(out,
-               "usage: mkfs.stablefs [-p GUARD[,typeN][,INTERVAL]] [--root-owner UID:GID] [-q] "
-               "STORE\n"
+               "usage: mkfs.stablefs [-p GUARD[,typeN][,INTERVAL]] [--root-owner UID:GID] "
+               "[--format-version N] [-q] STORE\n"
                "  -p, --pi      crc16-t10dif | crc64-nvme | xxh3, type1 | type3, 512 | 4096\n"
                "                (default: crc64-nvme,type1,4096)\n"
                "  --root-owner  owner of the root directory (default: the caller)\n"
+               "  --format-version N  2: data runs in segment files; 1: all data in RocksDB\n"
+               "                (default: 2)\n"
                "  -q, --quiet   print nothing on success\n");
 }
 
@@ -72,6 +76,15 @@ int main(int argc, char** argv) {
       create.root_uid = uid;
       create.root_gid = gid;
       options_text += " --root-owner " + std::string(v);
+    } else if (arg == "--format-version") {
+      const char* v = value("--format-version");
+      unsigned version;
+      char extra;
+      if (v == nullptr || std::sscanf(v, "%u%c", &version, &extra) != 1) {
+        return Fail("--format-version takes a number");
+      }
+      create.format_version = version;
+      options_text += " --format-version " + std::string(v);
     } else if (!arg.empty() && arg[0] == '-') {
       Usage(stderr);
       return Fail("unknown option " + arg);

@@ -227,15 +227,29 @@ void CheckRecovered(BlockStore* store, const RunResult& r, const std::string& tr
   }
 }
 
-RocksOptions SmallRocksOptions(rocksdb::Env* env) {
+// With `segments`, every block goes to a segment file (runs of one block) and a segment is
+// sealed every few batches, so that segment creation, appends, syncs and seals are cut points too.
+RocksOptions SmallRocksOptions(rocksdb::Env* env, bool segments) {
   RocksOptions o;
   o.data_write_buffer_bytes = 64 << 10;  // RocksDB's minimum: a flush every 16 blocks
   o.block_cache_bytes = 1 << 20;
   o.env = env;
+  if (segments) {
+    o.segment_min_run = 1;
+    o.segment_bytes = 8 * kBlockSize;
+  }
   return o;
 }
 
-TEST(CrashFileSystemStoreTest, APowerCutAfterEveryWriteOrSyncLosesNothingSynced) {
+class CrashFileSystemStoreTest : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Layouts, CrashFileSystemStoreTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Segments" : "DataFamily"; });
+
+TEST_P(CrashFileSystemStoreTest, APowerCutAfterEveryWriteOrSyncLosesNothingSynced) {
+  const bool segments = GetParam();
+  auto SmallRocksOptions = [segments](rocksdb::Env* env) {
+    return stablefs::SmallRocksOptions(env, segments);
+  };
   TempDir dir;
   const std::string tmpl = dir.Sub("template"), store_path = dir.Sub("store");
   {

@@ -92,7 +92,25 @@ TEST(FormatTest, SuperblockOtherVersionIsNotSupported) {
   Superblock d;
   Status s = d.DecodeFrom(enc);
   EXPECT_TRUE(s.IsNotSupported()) << s.ToString();
-  EXPECT_NE(s.message().find("version 2"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("version 3"), std::string::npos) << s.message();
+  sb.format_version = kOldestFormatVersion - 1;
+  enc.clear();
+  sb.EncodeTo(&enc);
+  s = d.DecodeFrom(enc);
+  EXPECT_TRUE(s.IsNotSupported()) << s.ToString();
+}
+
+TEST(FormatTest, SuperblockEveryReadableVersionRoundTrips) {
+  for (uint32_t v = kOldestFormatVersion; v <= kFormatVersion; v++) {
+    Superblock sb;
+    sb.format_version = v;
+    std::string enc;
+    sb.EncodeTo(&enc);
+    Superblock d;
+    ASSERT_TRUE(d.DecodeFrom(enc).ok()) << v;
+    EXPECT_EQ(d.format_version, v);
+    EXPECT_EQ(d.has_segments(), v >= 2);
+  }
 }
 
 TEST(FormatTest, SuperblockBadProfileIsCorruption) {
