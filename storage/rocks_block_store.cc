@@ -947,6 +947,8 @@ Status RocksBlockStore::MoveLiveBlocks(uint32_t segment, uint64_t ino, uint64_t 
   }
   *moved += live.size();
   if (wb.Count() == 0) return Status::Ok();
+  // After the shutdown ioctl nothing more reaches the disk.
+  if (is_shut_down()) return Status::IOError("the store is shut down");
   return FromRocks(db_->Write(rocksdb::WriteOptions(), &wb),
                    [&] { return "moving blocks out of segment " + std::to_string(segment); });
 }
@@ -994,6 +996,7 @@ Status RocksBlockStore::CollectSegments(double max_live_fraction, CollectStats* 
     removable.push_back(segment);
   }
   if (removable.empty()) return Status::Ok();
+  if (is_shut_down()) return Status::IOError("the store is shut down");
   // The moves become durable, and the data family's memtable goes to a table, so that no WAL
   // record a later recovery replays points into a removed segment.
   rocksdb::WriteBatch wb;

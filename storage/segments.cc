@@ -269,7 +269,9 @@ Status Segments::SealLocked() {
   rocksdb::IOStatus cl = o->writable->Close(io, nullptr);
   o->writable.reset();
   if (st.ok()) st = cl;
-  return FromIo(st, "cannot seal segment " + FileName(dir_, o->number));
+  Status s = FromIo(st, "cannot seal segment " + FileName(dir_, o->number));
+  if (!s.ok() && failed_.ok()) failed_ = s;
+  return s;
 }
 
 Status Segments::Seal() {
@@ -281,6 +283,7 @@ Status Segments::Seal() {
 Status Segments::Append(uint64_t ino, uint64_t first, size_t n, const char* const* blocks,
                         bool contiguous, SegmentLocation* loc, size_t* written) {
   MutexLock l(&mu_);
+  STABLEFS_RETURN_IF_ERROR(failed_);
   if (open_ != nullptr && open_->slots + 2 > max_slots_) STABLEFS_RETURN_IF_ERROR(SealLocked());
   if (open_ == nullptr) STABLEFS_RETURN_IF_ERROR(OpenNext());
   Open_* o = open_.get();
@@ -302,7 +305,8 @@ Status Segments::Append(uint64_t ino, uint64_t first, size_t n, const char* cons
   }
   if (!st.ok()) {
     // The file may hold part of the run: later runs go to a new segment, and this one is
-    // sealed as it is (its torn run is never referred to).
+    // sealed as it is (its torn run is never referred to). A full disk is no lasting failure;
+    // a failed sync of what was appended before is (SealLocked).
     Status s = FromIo(st, "cannot append to segment " + FileName(dir_, o->number));
     (void)SealLocked();
     return s;
@@ -320,6 +324,7 @@ Status Segments::Sync(SegmentWatermark* durable) {
   uint32_t slots = 0;
   {
     MutexLock l(&mu_);
+    STABLEFS_RETURN_IF_ERROR(failed_);
     if (open_ == nullptr) {
       if (durable != nullptr) *durable = SegmentWatermark{next_segment_, 0};
       return Status::Ok();
@@ -327,17 +332,21 @@ Status Segments::Sync(SegmentWatermark* durable) {
     o = open_;
     slots = o->slots;
   }
+  Status st;
   if (o->synced.load() < slots) {
     MutexLock f(&o->file_mu);
-    // A segment sealed meanwhile was synced by the seal.
+    // A segment sealed meanwhile was synced by the seal (which records a failure itself).
     if (o->writable != nullptr) {
-      STABLEFS_RETURN_IF_ERROR(FromIo(o->writable->Sync(rocksdb::IOOptions(), nullptr),
-                                      "cannot sync segment " + FileName(dir_, o->number)));
+      st = FromIo(o->writable->Sync(rocksdb::IOOptions(), nullptr),
+                  "cannot sync segment " + FileName(dir_, o->number));
       uint32_t prev = o->synced.load();
-      while (prev < slots && !o->synced.compare_exchange_weak(prev, slots)) {
+      while (st.ok() && prev < slots && !o->synced.compare_exchange_weak(prev, slots)) {
       }
     }
   }
+  MutexLock l(&mu_);
+  if (!st.ok() && failed_.ok()) failed_ = st;
+  STABLEFS_RETURN_IF_ERROR(failed_);
   if (durable != nullptr) *durable = SegmentWatermark{o->number, o->synced.load()};
   return Status::Ok();
 }

@@ -92,7 +92,8 @@ class Segments {
   // it is full) and says where the first block went and how many (*written, at least 1).
   Status Append(uint64_t ino, uint64_t first, size_t n, const char* const* blocks, bool contiguous,
                 SegmentLocation* loc, size_t* written);
-  // Makes every slot appended before this call durable. Returns the watermark now durable.
+  // Makes every slot appended before this call durable. Returns the watermark now durable. Once a
+  // sync has failed, every later call fails the same way.
   Status Sync(SegmentWatermark* durable = nullptr);
   // Slots appended since the last Sync().
   uint64_t unsynced_slots() const;
@@ -135,6 +136,10 @@ class Segments {
   std::map<uint32_t, std::shared_ptr<File>> files_ GUARDED_BY(mu_);
   std::shared_ptr<Open_> open_ GUARDED_BY(mu_);  // null: the next append opens a segment
   uint32_t next_segment_ GUARDED_BY(mu_) = 1;
+  // A failed sync: the kernel may have dropped the pages it could not write, and a later sync
+  // would succeed without them. Every later Sync() and Append() reports it; the store must be
+  // reopened (and the WAL filter then undoes what did not reach the disk).
+  Status failed_ GUARDED_BY(mu_);
   Mutex sync_mu_;  // one Sync() at a time; ordered after mu_
 };
 

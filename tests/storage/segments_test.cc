@@ -421,6 +421,69 @@ TEST_F(SegmentsTest, ReadersAndWritersRaceTheCollector) {
   EXPECT_LE(SegmentBytes(), uint64_t{kInodes} * kBlocks * kBlockSize * 2 + segment_bytes_ * 2);
 }
 
+// A file system whose file syncs fail while `fail` is set.
+class FailingSyncFs : public rocksdb::FileSystemWrapper {
+ public:
+  FailingSyncFs() : rocksdb::FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+  const char* Name() const override { return "FailingSyncFs"; }
+  std::atomic<bool> fail{false};
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* d) override {
+    std::unique_ptr<rocksdb::FSWritableFile> base;
+    rocksdb::IOStatus s = target()->NewWritableFile(f, o, &base, d);
+    if (s.ok()) r->reset(new File(std::move(base), &fail));
+    return s;
+  }
+
+ private:
+  class File : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> f, std::atomic<bool>* fail)
+        : rocksdb::FSWritableFileOwnerWrapper(std::move(f)), fail_(fail) {}
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+      if (fail_->load()) return rocksdb::IOStatus::IOError("injected sync failure");
+      return target()->Sync(o, d);
+    }
+
+   private:
+    std::atomic<bool>* fail_;
+  };
+};
+
+// After a failed sync the kernel may have dropped the pages it could not write, and the next
+// sync would succeed without them: every later sync and append fails instead.
+TEST(SegmentFilesTest, AFailedSyncIsNeverFollowedByASuccessfulOne) {
+  TempDir dir;
+  FailingSyncFs fs;
+  Segments::Options o;
+  o.dir = dir.Sub("segments");
+  o.fs = &fs;
+  std::unique_ptr<Segments> segs;
+  ASSERT_TRUE(Segments::Open(o, /*create=*/true, &segs).ok());
+  std::string data = Block(1, 0, 0);
+  const char* blocks[1] = {data.data()};
+  SegmentLocation loc;
+  size_t n = 0;
+  ASSERT_TRUE(segs->Append(1, 0, 1, blocks, true, &loc, &n).ok());
+  fs.fail = true;
+  Status s = segs->Sync();
+  EXPECT_TRUE(s.IsIOError()) << s.ToString();
+  fs.fail = false;
+  s = segs->Sync();
+  EXPECT_TRUE(s.IsIOError()) << s.ToString();
+  EXPECT_NE(s.message().find("injected sync failure"), std::string::npos) << s.message();
+  EXPECT_FALSE(segs->Append(1, 1, 1, blocks, true, &loc, &n).ok());
+  // A seal's failed sync is the same.
+  std::unique_ptr<Segments> fresh;
+  ASSERT_TRUE(Segments::Open(o, /*create=*/false, &fresh).ok());
+  ASSERT_TRUE(fresh->Append(1, 0, 1, blocks, true, &loc, &n).ok());
+  fs.fail = true;
+  EXPECT_FALSE(fresh->Seal().ok());
+  fs.fail = false;
+  EXPECT_FALSE(fresh->Sync().ok());
+}
+
 // The segment files alone (no RocksDB, so that ThreadSanitizer sees every synchronization):
 // appends from two threads, syncs, reads of what was appended, seals and removals at once.
 TEST(SegmentFilesTest, ConcurrentAppendsSyncsReadsSealsAndRemovals) {

@@ -1,6 +1,7 @@
-// db_bench-like numbers for RocksBlockStore with data blocks in BlobDB blob files and without.
+// db_bench-like numbers for RocksBlockStore: format version 2 (runs of blocks in segment files,
+// the default), and format version 1 with data blocks in BlobDB blob files and without.
 //
-// For RocksOptions::blob_files on and off, in one run, each on a fresh store with the default PI
+// For each of the three, in one run, each on a fresh store with the default PI
 // profile in a temporary directory (removed afterwards, also on failure or SIGINT/SIGTERM), it
 // measures: (1) a sequential fill and (2) a random overwrite of --mib MiB of 4 KiB blocks over a
 // few files, 32 blocks per WriteBatch, no sync per batch, one Sync() at the end; (3) --sync-writes
@@ -8,7 +9,8 @@
 // reads and sequential 32-block reads, all verified by ReadBlocks; (5) the write amplification of
 // (1) and (2): the process's storage writes (/proc/self/io write_bytes, counted when a page is
 // first dirtied) once flushes and compactions settle, over the data bytes written, with the shares
-// of WAL, SST and blob files. It prints one table, on against off, and asserts nothing:
+// of WAL, SST, blob and segment files. It prints one table, the default against each version 1
+// configuration, and asserts nothing:
 //   store_bench [--mib N] [--sync-writes N] [--dir PATH]
 #include <sys/utsname.h>
 
@@ -76,14 +78,15 @@ std::map<std::string, uint64_t> ProcIo() {
   return counters;
 }
 
-// The apparent size of each file in `dir` (RocksDB keeps its files in one directory); not
-// st_blocks, which counts the space RocksDB preallocates for the WAL.
+// The apparent size of each file under `dir` (RocksDB's files, and segments/), by path
+// relative to it; not st_blocks, which counts the space RocksDB preallocates for the WAL.
 std::map<std::string, uint64_t> FileSizes(const fs::path& dir) {
   std::map<std::string, uint64_t> sizes;
   std::error_code ec, size_ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_regular_file(size_ec)) continue;
     const uintmax_t size = it->file_size(size_ec);  // fails for a file deleted meanwhile
-    if (!size_ec) sizes[it->path().filename().string()] = size;
+    if (!size_ec) sizes[fs::relative(it->path(), dir, size_ec).string()] = size;
   }
   return sizes;
 }
@@ -182,20 +185,30 @@ Status Settle(const RocksBlockStore& store) {
   return Status::Ok();
 }
 
+// A store configuration measured.
+struct Config {
+  const char* name;
+  uint32_t format_version;
+  bool blob_files;
+};
+constexpr Config kConfigs[] = {
+    {"v2-segments", 2, true}, {"v1-blob", 1, true}, {"v1-noblob", 1, false}};
+
 // Runs every phase on a new store at `path` and appends the numbers to *rows.
-Status RunOne(const fs::path& path, bool blob_files, const Flags& flags, Rows* rows) {
+Status RunOne(const fs::path& path, const Config& config, const Flags& flags, Rows* rows) {
   RocksOptions options;
-  options.blob_files = blob_files;
+  options.blob_files = config.blob_files;
+  CreateOptions create;
+  create.format_version = config.format_version;
   std::unique_ptr<RocksBlockStore> store;
-  STABLEFS_RETURN_IF_ERROR(
-      RocksBlockStore::Create(path.string(), CreateOptions(), options, &store));
+  STABLEFS_RETURN_IF_ERROR(RocksBlockStore::Create(path.string(), create, options, &store));
   const uint64_t per_file = flags.mib * (1 << 20) / kBlockSize / kFiles;
   const uint64_t total = per_file * kFiles;
   const double mib = total * kBlockSize / kMiB;
-  const char* tag = blob_files ? "on" : "off";
+  const char* tag = config.name;
   auto add = [&](const char* name, double value) {  // also reports progress
     rows->emplace_back(name, value);
-    std::fprintf(stderr, "[blob_files=%s] %s: %.2f\n", tag, name, value);
+    std::fprintf(stderr, "[%s] %s: %.2f\n", tag, name, value);
   };
   std::mt19937_64 rng(1);  // the same blocks in both configurations
 
@@ -222,7 +235,7 @@ Status RunOne(const fs::path& path, bool blob_files, const Flags& flags, Rows* r
   double written = io["write_bytes:"] - io0["write_bytes:"];
   if (written == 0) {
     written = io["wchar:"] - io0["wchar:"];
-    std::printf("note: blob_files=%s: write_bytes is 0 on this file system; 5 uses wchar\n", tag);
+    std::printf("note: %s: write_bytes is 0 on this file system; 5 uses wchar\n", tag);
   }
   add("5 write amp 1+2: file writes / data", written / (2 * mib * kMiB));
   add("  file writes 1+2 MiB", written / kMiB);
@@ -230,6 +243,7 @@ Status RunOne(const fs::path& path, bool blob_files, const Flags& flags, Rows* r
   add("  to WAL files (.log) MiB", sampler.Bytes(".log") / kMiB);
   add("  to SST files (.sst) MiB", sampler.Bytes(".sst") / kMiB);
   add("  to blob files (.blob) MiB", sampler.Bytes(".blob") / kMiB);
+  add("  to segment files (.seg) MiB", sampler.Bytes(".seg") / kMiB);
   add("  cancelled (deleted while dirty) MiB",
       (io["cancelled_write_bytes:"] - io0["cancelled_write_bytes:"]) / kMiB);
   add("  memtables not yet flushed MiB",
@@ -324,10 +338,11 @@ int Run(int argc, char** argv) {
       static_cast<unsigned long long>(flags.mib * (1 << 20) / kBlockSize / kFiles), kBatchBlocks);
   std::fflush(stdout);
 
-  Rows rows[2];  // blob_files on, off
-  for (int c = 0; c < 2; c++) {
-    const fs::path path = tmp.path / (c == 0 ? "blob-on" : "blob-off");
-    Status s = RunOne(path, c == 0, flags, &rows[c]);
+  constexpr size_t kN = std::size(kConfigs);
+  Rows rows[kN];
+  for (size_t c = 0; c < kN; c++) {
+    const fs::path path = tmp.path / kConfigs[c].name;
+    Status s = RunOne(path, kConfigs[c], flags, &rows[c]);
     std::error_code ec;
     fs::remove_all(path, ec);
     if (!s.ok()) {
@@ -336,12 +351,15 @@ int Run(int argc, char** argv) {
     }
   }
 
-  std::printf("%-40s %14s %14s %7s\n", "phase", "blob_files=on", "blob_files=off", "on/off");
+  std::printf("%-40s %12s %12s %12s %10s %10s\n", "phase", kConfigs[0].name, kConfigs[1].name,
+              kConfigs[2].name, "v2/v1-blob", "v2/noblob");
   for (size_t i = 0; i < rows[0].size(); i++) {
-    const double on = rows[0][i].second, off = rows[1][i].second;
-    char ratio[16] = "-";
-    if (off != 0) std::snprintf(ratio, sizeof(ratio), "%.2f", on / off);
-    std::printf("%-40s %14.2f %14.2f %7s\n", rows[0][i].first.c_str(), on, off, ratio);
+    const double v2 = rows[0][i].second, blob = rows[1][i].second, noblob = rows[2][i].second;
+    char r1[16] = "-", r2[16] = "-";
+    if (blob != 0) std::snprintf(r1, sizeof(r1), "%.2f", v2 / blob);
+    if (noblob != 0) std::snprintf(r2, sizeof(r2), "%.2f", v2 / noblob);
+    std::printf("%-40s %12.2f %12.2f %12.2f %10s %10s\n", rows[0][i].first.c_str(), v2, blob,
+                noblob, r1, r2);
   }
   return 0;
 }
