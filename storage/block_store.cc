@@ -76,7 +76,8 @@ void WriteBatch::DeleteBlocks(uint64_t ino, uint64_t first, uint64_t end) {
   ops_.push_back(std::move(op));
 }
 
-void WriteBatch::StableCopyOf(const WriteBatch& src, size_t tuple_bytes) {
+Status WriteBatch::StableCopyOf(const WriteBatch& src, size_t tuple_bytes,
+                                const std::function<Status(const Op&)>& check) {
   Clear();
   size_t blocks = 0;
   for (const Op& op : src.ops_) blocks += op.kind == OpKind::kPutBlock;
@@ -96,8 +97,16 @@ void WriteBatch::StableCopyOf(const WriteBatch& src, size_t tuple_bytes) {
     ops_.back().owned = true;
     next_data += kBlockSize;
     next_tuples += tuple_bytes;
+    if (check) {
+      Status s = check(ops_.back());
+      if (!s.ok()) {
+        owned_.push_back(std::move(arena));
+        return s;
+      }
+    }
   }
   owned_.push_back(std::move(arena));
+  return Status::Ok();
 }
 
 void WriteBatch::Clear() {
@@ -321,21 +330,26 @@ Status BlockStore::Write(const WriteBatch& batch, const WriteOptions& options) {
   // The store checks what it persists. A buffer the caller can still change (a page under
   // writeback with stable pages off) is copied first; the copy is checked and written, so a
   // scribble after the check cannot reach the store unverified.
+  // Each block is checked right after its copy, while the copy is still in the CPU's cache.
   const WriteBatch* to_write = &batch;
   WriteBatch stable;
+  auto verify = [this](const WriteBatch::Op& op) {
+    return VerifyBlockPi(op.ino, op.index, op.data, op.tuples);
+  };
+  Status checked;
   if (options.verify_pi && borrowed) {
-    stable.StableCopyOf(batch, tuple_bytes_per_block());
+    checked = stable.StableCopyOf(batch, tuple_bytes_per_block(), verify);
     to_write = &stable;
-  }
-  if (options.verify_pi) {
+  } else if (options.verify_pi) {
     for (const WriteBatch::Op& op : to_write->ops()) {
       if (op.kind != WriteBatch::OpKind::kPutBlock) continue;
-      Status s = VerifyBlockPi(op.ino, op.index, op.data, op.tuples);
-      if (!s.ok()) {
-        protection_errors_write_.fetch_add(1, std::memory_order_relaxed);
-        return s.WithContext("write rejected");
-      }
+      checked = verify(op);
+      if (!checked.ok()) break;
     }
+  }
+  if (!checked.ok()) {
+    protection_errors_write_.fetch_add(1, std::memory_order_relaxed);
+    return checked.WithContext("write rejected");
   }
   STABLEFS_RETURN_IF_ERROR(DoWrite(*to_write, options.sync));
   batches_written_.fetch_add(1, std::memory_order_relaxed);

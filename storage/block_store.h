@@ -65,8 +65,10 @@ class WriteBatch {
 
   // Makes this batch a copy of `src` in which every block's data and tuples are owned by the
   // batch, in one allocation: the blocks' data one after another in batch order, then their
-  // tuples.
-  void StableCopyOf(const WriteBatch& src, size_t tuple_bytes);
+  // tuples. With `check`, each block's copy is handed to it as soon as it is made (still in the
+  // CPU's cache); the first failure stops the copy and is returned.
+  Status StableCopyOf(const WriteBatch& src, size_t tuple_bytes,
+                      const std::function<Status(const Op&)>& check = nullptr);
 
   const std::vector<Op>& ops() const { return ops_; }
   size_t Count() const { return ops_.size(); }

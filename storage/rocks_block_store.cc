@@ -11,6 +11,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/wal_filter.h>
 #include <rocksdb/write_batch.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -176,6 +177,17 @@ bool IsSegmentPointer(size_t value_size) { return value_size < kBlockSize; }
 // Segment data appended since the last sync past which a write syncs the segments and records
 // the watermark, bounding what the next open's recovery must read back (64 MiB).
 constexpr uint64_t kSyncEverySlots = 16384;
+
+// A store keeps a descriptor open for every table file (RocksDB's max_open_files -1) and every
+// segment, a few thousand for a store of terabytes: the process may use as many as its hard
+// limit allows, not only the soft limit (often 1024).
+void RaiseOpenFileLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
 
 }  // namespace
 
@@ -356,6 +368,7 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
 }
 
 Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
+  RaiseOpenFileLimit();
   rocksdb::DBOptions db_options;
   if (options.env != nullptr) db_options.env = options.env;
   db_options.create_if_missing = create;

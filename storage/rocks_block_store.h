@@ -11,6 +11,9 @@
 // segment data a power cut took; sealed segments holding overwritten or deleted blocks are
 // collected by a background thread that moves their live blocks and removes the file.
 //
+// Opening raises the process's soft limit of open files to its hard limit: the store holds a
+// descriptor for every table and segment file.
+//
 // Opening checks what can be wrong with a store and says so in one line: missing, not a stablefs
 // store, locked by another process, another format version, a damaged superblock.
 #pragma once

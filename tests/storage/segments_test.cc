@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <rocksdb/file_system.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -158,6 +160,32 @@ TEST_F(SegmentsTest, AFormatVersion1StoreKeepsEveryBlockInTheDataFamily) {
   EXPECT_EQ(store_->segments(), nullptr);
   EXPECT_FALSE(std::filesystem::exists(path_ + "/segments"));
   ExpectRun(store_.get(), 5, 0, 64, 1);
+}
+
+// A store holds a descriptor per table and segment file: opening one lifts the soft limit of
+// open files to the hard one (checked in a child, whose limits the test may change).
+TEST_F(SegmentsTest, OpeningAStoreRaisesTheOpenFileLimitToTheHardLimit) {
+  Create();
+  store_.reset();
+  struct rlimit rl;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_max <= 64) GTEST_SKIP() << "hard limit " << rl.rlim_max;
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    struct rlimit low = rl;
+    low.rlim_cur = 64;
+    if (setrlimit(RLIMIT_NOFILE, &low) != 0) _exit(2);
+    std::unique_ptr<RocksBlockStore> s;
+    if (!RocksBlockStore::Open(path_, Options(), &s).ok()) _exit(3);
+    struct rlimit now;
+    if (getrlimit(RLIMIT_NOFILE, &now) != 0) _exit(4);
+    _exit(now.rlim_cur == rl.rlim_max ? 0 : 5);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST_F(SegmentsTest, AnUnknownFormatVersionCreatesNothing) {
