@@ -468,6 +468,11 @@ Status RocksBlockStore::OpenSegments(const RocksOptions& options) {
         Segments::Open(SegmentOptions(path_, options), /*create=*/true, &segments_));
   }
   STABLEFS_RETURN_IF_ERROR(segments_->CheckIdentity(superblock_.uuid, superblock_.pi));
+  // Segment numbers are never reused, also when the newest file was collected or lost.
+  std::string mark;
+  if (DoGet(Space::kMeta, kSegmentsSyncedKey, &mark).ok() && mark.size() == 8) {
+    segments_->NumberAfter(DecodeFixed32BE(mark.data()));
+  }
   segment_min_run_ = std::max<uint32_t>(options.segment_min_run, 1);
   // Room for a collection to move a segment's live blocks.
   reserve_bytes_ += SpaceFor(path_, options).segment;
@@ -530,8 +535,9 @@ Status RocksBlockStore::ExpandDataValue(std::string_view key, std::string_view v
   std::string again;
   if (s.IsNotFound()) {
     // Collected since the pointer was read: the block is where the collection moved it, or was
-    // rewritten, or is gone (NotFound).
+    // rewritten, or is gone (NotFound). A pointer still into a missing segment is damage.
     rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), cf(Space::kData), ToSlice(key), &again);
+    if (rs.IsNotFound()) return Status::NotFound("deleted meanwhile");
     if (rs.ok() && again.size() == kBlockSize + tb) {
       *out = std::move(again);
       return Status::Ok();
@@ -540,6 +546,7 @@ Status RocksBlockStore::ExpandDataValue(std::string_view key, std::string_view v
       s = segments_->Read(DecodeSegmentPointer(again.data()), 1, blocks);
       value = again;
     }
+    if (s.IsNotFound()) s = Status::Corruption(s.message());
   }
   if (!s.ok()) {
     return s.WithContext("inode " + std::to_string(ino) + " block " + std::to_string(index));

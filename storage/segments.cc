@@ -351,6 +351,11 @@ Status Segments::Sync(SegmentWatermark* durable) {
   return Status::Ok();
 }
 
+void Segments::NumberAfter(uint32_t n) {
+  MutexLock l(&mu_);
+  if (open_ == nullptr) next_segment_ = std::max<uint32_t>(next_segment_, n + 1);
+}
+
 uint64_t Segments::unsynced_slots() const {
   MutexLock l(&mu_);
   if (open_ == nullptr) return 0;

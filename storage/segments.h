@@ -101,6 +101,10 @@ class Segments {
   // if the open segment holds no runs.
   Status Seal();
 
+  // Numbers new segments above n: a segment's number is never used again, also when its file
+  // is gone (the store passes the highest number its records name).
+  void NumberAfter(uint32_t n);
+
   // Reads n consecutive slots starting at loc into blocks[i]. NotFound if the segment is gone
   // (collected since the location was read); Corruption if the file ends before the slots.
   Status Read(SegmentLocation loc, size_t n, char* const* blocks);

@@ -235,6 +235,44 @@ TEST_F(SegmentsTest, ASegmentCutShortIsCorruptionNotZeros) {
   EXPECT_EQ(got, std::string(kBlockSize, '\0'));
 }
 
+// A segment file gone from under the store: its blocks read as Corruption (EIO at the mount),
+// and a raw scan (fsck, scrub) still returns them, as zeros that fail their tuples' check.
+TEST_F(SegmentsTest, AMissingSegmentIsCorruptionAndScansStillSeeItsBlocks) {
+  Create();
+  ASSERT_TRUE(WriteRun(store_.get(), 5, 0, 32, 1, /*sync=*/true).ok());
+  store_.reset();
+  ASSERT_TRUE(std::filesystem::remove(SegmentFile(1)));
+  Reopen();
+  std::string got(kBlockSize, 'x');
+  Status s = store_->ReadBlocks(5, 3, 1, got.data());
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.message().find("inode 5"), std::string::npos) << s.message();
+  EXPECT_EQ(got, std::string(kBlockSize, '\0'));
+  int scanned = 0, failing = 0;
+  ASSERT_TRUE(
+      store_
+          ->Scan(Space::kData, "", "",
+                 [&](std::string_view k, std::string_view v) {
+                   uint64_t ino, index;
+                   EXPECT_TRUE(ParseDataKey(k, &ino, &index));
+                   scanned++;
+                   failing +=
+                       !store_->VerifyBlockPi(ino, index, v.data(), v.data() + kBlockSize).ok();
+                   return true;
+                 })
+          .ok());
+  EXPECT_EQ(scanned, 32);
+  EXPECT_EQ(failing, 32);
+  std::string raw;
+  EXPECT_TRUE(store_->Get(Space::kData, DataKey(5, 3), &raw).IsCorruption());
+  // The lost segment's number is not handed out again: new runs go to a new file, and the old
+  // pointers never reach their data.
+  ASSERT_TRUE(WriteRun(store_.get(), 6, 0, 32, 1, /*sync=*/true).ok());
+  EXPECT_FALSE(std::filesystem::exists(SegmentFile(1)));
+  EXPECT_TRUE(store_->ReadBlocks(5, 3, 1, got.data()).IsCorruption());
+  ExpectRun(store_.get(), 6, 0, 32, 1);
+}
+
 // A write not yet synced whose segment data never reached the disk, while its WAL record did
 // (the kernel may write the WAL's pages first): the next open undoes the whole write.
 TEST_F(SegmentsTest, AnUnsyncedWriteWhoseSegmentDataWasLostIsUndoneAtRecovery) {
