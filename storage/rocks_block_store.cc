@@ -178,6 +178,11 @@ bool IsSegmentPointer(size_t value_size) { return value_size < kBlockSize; }
 // the watermark, bounding what the next open's recovery must read back (64 MiB).
 constexpr uint64_t kSyncEverySlots = 16384;
 
+// Sealed segments the background collector examines each time a segment is sealed: with one
+// examined per segment written, every segment is looked at again once the store has written as
+// much as it holds; two keep up with a store that overwrites as fast as it writes.
+constexpr size_t kCollectPerSeal = 2;
+
 // A store keeps a descriptor open for every table file (RocksDB's max_open_files -1) and every
 // segment, a few thousand for a store of terabytes: the process may use as many as its hard
 // limit allows, not only the soft limit (often 1024).
@@ -973,7 +978,8 @@ Status RocksBlockStore::MoveLiveBlocks(uint32_t segment, uint64_t ino, uint64_t 
                    [&] { return "moving blocks out of segment " + std::to_string(segment); });
 }
 
-Status RocksBlockStore::CollectSegments(double max_live_fraction, CollectStats* stats) {
+Status RocksBlockStore::CollectSegments(double max_live_fraction, CollectStats* stats,
+                                        size_t max_examine) {
   CollectStats local;
   if (stats == nullptr) stats = &local;
   if (segments_ == nullptr) return Status::Ok();
@@ -981,7 +987,13 @@ Status RocksBlockStore::CollectSegments(double max_live_fraction, CollectStats* 
   if (is_shut_down()) return Status::IOError("the store is shut down");
   MutexLock one(&collect_mu_);
   std::vector<uint32_t> removable;
-  for (uint32_t segment : segments_->Sealed()) {
+  // Round robin: the segments after the cursor first, then from the oldest.
+  std::vector<uint32_t> sealed = segments_->Sealed();
+  std::rotate(sealed.begin(), std::upper_bound(sealed.begin(), sealed.end(), collect_cursor_),
+              sealed.end());
+  if (sealed.size() > max_examine) sealed.resize(max_examine);
+  for (uint32_t segment : sealed) {
+    collect_cursor_ = segment;
     struct Run {
       uint64_t ino, first;
       uint32_t count, slot;
@@ -1058,7 +1070,7 @@ void RocksBlockStore::CollectorLoop() {
       collector_wanted_ = false;
     }
     // Segments at most half live are worth moving: each move frees at least as much as it writes.
-    Status s = CollectSegments(0.5);
+    Status s = CollectSegments(0.5, nullptr, kCollectPerSeal);
     if (!s.ok() && !is_shut_down()) {
       std::fprintf(stderr, "stablefs: collecting segments of %s: %s\n", path_.c_str(),
                    s.ToString().c_str());

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -106,7 +107,10 @@ class RocksBlockStore : public BlockStore {
   };
   // Collects sealed segments: moves the live blocks of each whose live share is below
   // `max_live_fraction` (1.0: every one with a dead block) to the open segment, then removes it.
-  Status CollectSegments(double max_live_fraction, CollectStats* stats = nullptr);
+  // Examines at most `max_examine` segments, going on from where the last call stopped, so that
+  // the background collector's work per sealed segment does not grow with the store.
+  Status CollectSegments(double max_live_fraction, CollectStats* stats = nullptr,
+                         size_t max_examine = SIZE_MAX);
   // Seals the open segment, so that a collection may take it.
   Status SealSegment();
   // The segment files, or null for a format-version-1 store.
@@ -173,7 +177,8 @@ class RocksBlockStore : public BlockStore {
   // Writes hold it shared, a collection's move of a run exclusively, so that a block's pointer
   // does not change between the collector's check and its move.
   std::shared_mutex relocate_mu_;
-  Mutex collect_mu_;  // one collection at a time
+  Mutex collect_mu_;                                     // one collection at a time
+  uint32_t collect_cursor_ GUARDED_BY(collect_mu_) = 0;  // the last segment examined
   Mutex collector_mu_;
   CondVar collector_cv_{&collector_mu_};
   bool collector_stop_ GUARDED_BY(collector_mu_) = false;
