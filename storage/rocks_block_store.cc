@@ -1049,6 +1049,25 @@ Status RocksBlockStore::CollectSegments(double max_live_fraction, CollectStats* 
   return Status::Ok();
 }
 
+Status RocksBlockStore::BlockLocation(uint64_t ino, uint64_t index, std::string* where) {
+  std::string value;
+  rocksdb::Status rs =
+      db_->Get(rocksdb::ReadOptions(), cf(Space::kData), DataKey(ino, index), &value);
+  if (rs.IsNotFound()) {
+    return Status::NotFound("inode " + std::to_string(ino) + " block " + std::to_string(index));
+  }
+  STABLEFS_RETURN_IF_ERROR(FromRocks(rs, "a read of the data family"));
+  if (!IsSegmentPointer(value.size()) || value.size() < kSegmentPointerPrefix) {
+    *where = "the data family (whole block)";
+    return Status::Ok();
+  }
+  const SegmentLocation loc = DecodeSegmentPointer(value.data());
+  const std::string file = Segments::FileName("segments", loc.segment);
+  *where = "segment " + std::to_string(loc.segment) + " slot " + std::to_string(loc.slot) + " (" +
+           file + ", byte " + std::to_string(uint64_t{loc.slot} * kBlockSize) + ")";
+  return Status::Ok();
+}
+
 Status RocksBlockStore::SealSegment() {
   if (segments_ == nullptr) return Status::Ok();
   std::shared_lock<std::shared_mutex> moving(relocate_mu_);

@@ -113,6 +113,9 @@ class RocksBlockStore : public BlockStore {
                          size_t max_examine = SIZE_MAX);
   // Seals the open segment, so that a collection may take it.
   Status SealSegment();
+  // Where block `index` of ino is kept: "segment N slot S (segments/NNNNNNNN.seg, byte B)" or
+  // "the data family (whole block)". NotFound for a block the data family does not hold.
+  Status BlockLocation(uint64_t ino, uint64_t index, std::string* where);
   // The segment files, or null for a format-version-1 store.
   Segments* segments() { return segments_.get(); }
   // Writes whose segment data did not survive a power cut, dropped by the last open's recovery.

@@ -155,6 +155,7 @@ struct InspectedBlock {
   std::string state;  // "present", or why not
   std::vector<pi::Tuple> stored, computed;
   std::string verification;  // "ok" or the mismatch
+  std::string stored_in;     // where the store keeps it (RocksBlockStore::BlockLocation)
 };
 
 Status InspectBlock(BlockStore* store, uint64_t ino, uint64_t index, InspectedBlock* b) {
@@ -167,6 +168,9 @@ Status InspectBlock(BlockStore* store, uint64_t ino, uint64_t index, InspectedBl
   }
   STABLEFS_RETURN_IF_ERROR(s);
   b->state = "present";
+  if (auto* rocks = dynamic_cast<RocksBlockStore*>(store)) {
+    STABLEFS_RETURN_IF_ERROR(rocks->BlockLocation(ino, index, &b->stored_in));
+  }
   const pi::Profile& p = store->profile();
   std::string fresh(tuples.size(), '\0');
   store->GenerateBlockPi(ino, index, data.data(), fresh.data());
@@ -220,7 +224,8 @@ int Inspect(BlockStore* store, const std::string& path, uint64_t offset, bool js
     if (regular) {
       out += ", \"block\": {\"index\": " + std::to_string(b.index) +
              ", \"offset\": " + std::to_string(b.index * kBlockSize) + ", \"state\": \"" +
-             JsonEscape(b.state) + "\", \"intervals\": [";
+             JsonEscape(b.state) + "\", \"stored_in\": \"" + JsonEscape(b.stored_in) +
+             "\", \"intervals\": [";
       for (size_t i = 0; i < b.stored.size(); i++) {
         out += (i ? ", " : "") + std::string("{\"sector\": ") +
                std::to_string(FirstSectorOfBlock(p, b.index) + i) +
@@ -254,7 +259,8 @@ int Inspect(BlockStore* store, const std::string& path, uint64_t offset, bool js
                 b.state.c_str());
     return kClean;
   }
-  std::printf("  block %" PRIu64 " (offset %" PRIu64 "):\n", b.index, b.index * kBlockSize);
+  std::printf("  block %" PRIu64 " (offset %" PRIu64 "), stored in %s:\n", b.index,
+              b.index * kBlockSize, b.stored_in.empty() ? "?" : b.stored_in.c_str());
   for (size_t i = 0; i < b.stored.size(); i++) {
     std::printf("   interval %zu (sector %" PRIu64 ")\n", i, FirstSectorOfBlock(p, b.index) + i);
     PrintTuple(p, "stored", b.stored[i]);

@@ -105,11 +105,17 @@ TEST_F(SegmentsTest, LongRunsGoToASegmentOnceAndShortOnesStayInTheDataFamily) {
   ASSERT_TRUE(WriteRun(store_.get(), 5, 0, 64, 1).ok());
   // The header, one run header, 64 blocks: nothing else.
   EXPECT_EQ(SegmentBytes(), empty + kBlockSize * (1 + 1 + 64));
+  std::string where;
+  ASSERT_TRUE(store_->BlockLocation(5, 10, &where).ok());
+  EXPECT_EQ(where, "segment 1 slot 12 (segments/00000001.seg, byte 49152)");
   const uint64_t after_run = SegmentBytes();
   ASSERT_TRUE(WriteRun(store_.get(), 5, 100, 4, 1).ok());
   EXPECT_EQ(SegmentBytes(), after_run);
   ExpectRun(store_.get(), 5, 0, 64, 1);
   ExpectRun(store_.get(), 5, 100, 4, 1);
+  ASSERT_TRUE(store_->BlockLocation(5, 101, &where).ok());
+  EXPECT_EQ(where, "the data family (whole block)");
+  EXPECT_TRUE(store_->BlockLocation(5, 99, &where).IsNotFound());
   // A raw Get and Scan of the data family give data || tuples for both kinds.
   std::string raw;
   ASSERT_TRUE(store_->Get(Space::kData, DataKey(5, 10), &raw).ok());
