@@ -650,6 +650,7 @@ Status RocksBlockStore::ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino
       std::memcpy(blocks[i], v.data(), kBlockSize);
       std::memcpy(tuples + i * tb, v.data() + kBlockSize, tb);
     } else if (segments_ != nullptr && v.size() == kSegmentPointerPrefix + tb) {
+      if (in_segments.empty()) in_segments.reserve(n - i);  // one allocation per read
       in_segments.emplace_back(i, DecodeSegmentPointer(v.data()));
       std::memcpy(tuples + i * tb, v.data() + kSegmentPointerPrefix, tb);
     } else {
@@ -882,9 +883,9 @@ Status RocksBlockStore::DoSync() {
 
 // ---- Collecting segments ----
 
-Status RocksBlockStore::CountLive(uint32_t segment, uint64_t ino, uint64_t first, uint32_t count,
-                                  uint32_t slot, uint64_t* live) {
-  *live = 0;
+Status RocksBlockStore::ForEachLiveBlock(
+    uint32_t segment, uint64_t ino, uint64_t first, uint32_t count, uint32_t slot,
+    const std::function<void(uint64_t index, std::string_view tuples)>& fn) {
   const size_t pointer_size = SegmentPointerSize(profile());
   char begin[kDataKeySize], end[kDataKeySize];
   EncodeDataKey(begin, ino, first);
@@ -895,11 +896,14 @@ Status RocksBlockStore::CountLive(uint32_t segment, uint64_t ino, uint64_t first
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(Space::kData)));
   for (it->Seek(rocksdb::Slice(begin, sizeof(begin))); it->Valid(); it->Next()) {
     uint64_t kino, index;
-    if (!ParseDataKey(ToView(it->key()), &kino, &index) || it->value().size() != pointer_size) {
+    const std::string_view value = ToView(it->value());
+    if (!ParseDataKey(ToView(it->key()), &kino, &index) || value.size() != pointer_size) {
       continue;
     }
-    const SegmentLocation at = DecodeSegmentPointer(it->value().data());
-    *live += at == SegmentLocation{segment, static_cast<uint32_t>(slot + (index - first))};
+    if (DecodeSegmentPointer(value.data()) ==
+        SegmentLocation{segment, static_cast<uint32_t>(slot + (index - first))}) {
+      fn(index, value.substr(kSegmentPointerPrefix));
+    }
   }
   return FromRocks(it->status(), "a scan of the data under a segment");
 }
@@ -908,33 +912,15 @@ Status RocksBlockStore::MoveLiveBlocks(uint32_t segment, uint64_t ino, uint64_t 
                                        uint32_t count, uint32_t slot, uint64_t* moved) {
   // No write may change these blocks' pointers between the check below and the move.
   std::unique_lock<std::shared_mutex> exclusive(relocate_mu_);
-  const size_t tb = tuple_bytes_per_block();
-  const size_t pointer_size = kSegmentPointerPrefix + tb;
   struct Live {
     uint64_t index;
     std::string tuples;
   };
   std::vector<Live> live;
-  {
-    char begin[kDataKeySize], end[kDataKeySize];
-    EncodeDataKey(begin, ino, first);
-    EncodeDataKey(end, ino, first + count);
-    rocksdb::ReadOptions ro;
-    rocksdb::Slice upper(end, sizeof(end));
-    ro.iterate_upper_bound = &upper;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(Space::kData)));
-    for (it->Seek(rocksdb::Slice(begin, sizeof(begin))); it->Valid(); it->Next()) {
-      uint64_t kino, index;
-      if (!ParseDataKey(ToView(it->key()), &kino, &index) || it->value().size() != pointer_size) {
-        continue;
-      }
-      const SegmentLocation at = DecodeSegmentPointer(it->value().data());
-      if (at == SegmentLocation{segment, static_cast<uint32_t>(slot + (index - first))}) {
-        live.push_back(Live{index, std::string(it->value().data() + kSegmentPointerPrefix, tb)});
-      }
-    }
-    STABLEFS_RETURN_IF_ERROR(FromRocks(it->status(), "a scan of the data under a segment"));
-  }
+  STABLEFS_RETURN_IF_ERROR(ForEachLiveBlock(segment, ino, first, count, slot,
+                                            [&](uint64_t index, std::string_view tuples) {
+                                              live.push_back(Live{index, std::string(tuples)});
+                                            }));
   rocksdb::WriteBatch wb;
   std::vector<char> buffer;
   std::vector<char*> blocks;
@@ -1004,10 +990,8 @@ Status RocksBlockStore::CollectSegments(double max_live_fraction, CollectStats* 
         segment, [&](uint64_t ino, uint64_t first, uint32_t count, uint32_t slot) -> Status {
           runs.push_back(Run{ino, first, count, slot});
           total += count;
-          uint64_t l = 0;
-          STABLEFS_RETURN_IF_ERROR(CountLive(segment, ino, first, count, slot, &l));
-          live += l;
-          return Status::Ok();
+          return ForEachLiveBlock(segment, ino, first, count, slot,
+                                  [&](uint64_t, std::string_view) { live++; });
         });
     if (s.IsCorruption()) {
       // Left as it is, for fsck to report: its runs cannot be told apart.

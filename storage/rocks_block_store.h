@@ -153,9 +153,10 @@ class RocksBlockStore : public BlockStore {
   // Moves the live blocks of one run of `segment` (under relocate_mu_, exclusively).
   Status MoveLiveBlocks(uint32_t segment, uint64_t ino, uint64_t first, uint32_t count,
                         uint32_t slot, uint64_t* moved);
-  // Counts the blocks of a run still pointing into it.
-  Status CountLive(uint32_t segment, uint64_t ino, uint64_t first, uint32_t count, uint32_t slot,
-                   uint64_t* live);
+  // Calls fn(index, tuples) for each block of a run whose pointer still points into it (live).
+  Status ForEachLiveBlock(uint32_t segment, uint64_t ino, uint64_t first, uint32_t count,
+                          uint32_t slot,
+                          const std::function<void(uint64_t index, std::string_view tuples)>& fn);
   void CollectorLoop();
   void WakeCollector();
   rocksdb::ColumnFamilyHandle* cf(Space s) const { return handles_[static_cast<int>(s)]; }
