@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "storage/coding.h"
+#include "storage/wal_marks.h"
 
 namespace stablefs {
 
@@ -198,10 +199,13 @@ void RaiseOpenFileLimit() {
 
 // At recovery, RocksDB replays the WAL records that never reached a table. A record written
 // without a sync may point into segment slots whose data a power cut took (the WAL's pages may
-// reach the disk before the segment's). Each replayed record's pointers past the last durable
-// watermark (kSegmentsSyncedKey records, replayed in order) are read back and verified; a record
-// with one that fails is dropped whole, so its write is undone as a unit, as if it had not
-// been made, and one line says so.
+// reach the disk before the segment's). Before the first record is judged, every intact WAL
+// record has been read for the highest durable watermark (storage/wal_marks.h): the record of
+// an fsync comes after the writes it acknowledges, so the marks replayed in order would come too
+// late. Each replayed pointer past that watermark is read back and verified; a record with one
+// that fails is dropped whole, so its unsynced write is undone as a unit, as if it had not been
+// made, and one line says so. A pointer the watermark covers is never judged: its write was
+// acknowledged or its data was durable, and damage to it reads as EIO and is found by fsck.
 class RocksBlockStore::WalFilter : public rocksdb::WalFilter {
  public:
   explicit WalFilter(RocksBlockStore* store) : store_(store) {}
@@ -217,6 +221,8 @@ class RocksBlockStore::WalFilter : public rocksdb::WalFilter {
     }
     auto m = ids.find(SpaceName(Space::kMeta));
     if (m != ids.end()) meta_id_ = m->second;
+    // Called once, with the database locked, before the first record: what every sync recorded.
+    if (store_->segments_ != nullptr) durable_ = ReadWalMarks(store_->path_, meta_id_).highest;
   }
 
   WalProcessingOption LogRecordFound(unsigned long long log_number,
@@ -514,6 +520,7 @@ std::string RocksBlockStore::DataProperty(const std::string& name) const {
 }
 
 Status RocksBlockStore::DoGet(Space s, std::string_view key, std::string* value) {
+  ReaderLock readers(&segment_readers_);
   rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), cf(s), ToSlice(key), value);
   if (rs.IsNotFound()) return Status::NotFound(SpaceName(s));
   STABLEFS_RETURN_IF_ERROR(FromRocks(rs, [&] { return std::string("get in ") + SpaceName(s); }));
@@ -539,8 +546,11 @@ Status RocksBlockStore::ExpandDataValue(std::string_view key, std::string_view v
   Status s = segments_->Read(DecodeSegmentPointer(value.data()), 1, blocks);
   std::string again;
   if (s.IsNotFound()) {
-    // Collected since the pointer was read: the block is where the collection moved it, or was
-    // rewritten, or is gone (NotFound). A pointer still into a missing segment is damage.
+    // A scan's iterator reads the pointers as they were when it was made: a collection may have
+    // moved the block and forgotten the segment since. The pointer as it is now (read under
+    // segment_readers_, so no segment it names can be forgotten meanwhile) is where the block
+    // went, or the block was rewritten or deleted. A current pointer into a missing segment is
+    // damage.
     rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), cf(Space::kData), ToSlice(key), &again);
     if (rs.IsNotFound()) return Status::NotFound("deleted meanwhile");
     if (rs.ok() && again.size() == kBlockSize + tb) {
@@ -573,8 +583,13 @@ Status RocksBlockStore::DoScan(Space s, std::string_view begin, std::string_view
     std::string_view value = ToView(it->value());
     if (s == Space::kData && IsSegmentPointer(value.size())) {
       // Raw, unverified, as the scan promises: data a segment cannot give back reads as zeros
-      // and fails its tuples' check wherever the caller verifies it.
-      Status e = ExpandDataValue(ToView(it->key()), value, &raw);
+      // and fails its tuples' check wherever the caller verifies it. The lock is held for this
+      // block only: `fn` may read the store itself.
+      Status e;
+      {
+        ReaderLock readers(&segment_readers_);
+        e = ExpandDataValue(ToView(it->key()), value, &raw);
+      }
       if (e.IsNotFound()) continue;  // deleted since the scan's view: as if scanned later
       if (!e.ok()) {
         raw.assign(kBlockSize, '\0');
@@ -592,17 +607,9 @@ Status RocksBlockStore::DoScan(Space s, std::string_view begin, std::string_view
 
 Status RocksBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* const* blocks,
                                      char* tuples, BlockState* state) {
-  // A segment collected between reading a pointer and reading its data (NotFound): read again,
-  // which finds the blocks where the collection moved them.
-  for (int attempt = 0;; attempt++) {
-    Status s = ReadBlocksChecked(ino, first, n, blocks, tuples, state);
-    if (!s.IsNotFound()) return s;
-    if (attempt == 3) {
-      return Status::Corruption("inode " + std::to_string(ino) + " blocks " +
-                                std::to_string(first) + "+" + std::to_string(n) + ": " +
-                                s.message());
-    }
-  }
+  // No segment a pointer read here names is forgotten before its data is read.
+  ReaderLock readers(&segment_readers_);
+  return ReadBlocksChecked(ino, first, n, blocks, tuples, state);
 }
 
 Status RocksBlockStore::ReadBlocksChecked(uint64_t ino, uint64_t first, size_t n,
@@ -707,8 +714,9 @@ Status RocksBlockStore::ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino
     }
     const size_t i = in_segments[r].first;
     Status s = segments_->Read(in_segments[r].second, e - r, blocks + i);
-    if (s.IsCorruption()) {
-      // The segment ends before the slot: the data never reached the disk.
+    if (s.IsCorruption() || s.IsNotFound()) {
+      // The segment ends before the slot, or is missing (no collection forgets a segment while
+      // segment_readers_ is held): damage.
       return Status::Corruption("inode " + std::to_string(ino) + " offset " +
                                 std::to_string((first + i) * kBlockSize) + ": " + s.message());
     }
@@ -978,6 +986,12 @@ Status RocksBlockStore::CollectSegments(double max_live_fraction, CollectStats* 
   std::rotate(sealed.begin(), std::upper_bound(sealed.begin(), sealed.end(), collect_cursor_),
               sealed.end());
   if (sealed.size() > max_examine) sealed.resize(max_examine);
+  // A write appends its runs and then commits their pointers, holding relocate_mu_ shared
+  // throughout (DoWrite). Until it commits, a block it appended to one of `sealed` looks dead
+  // below, and a segment of only such blocks would be removed under the pointer about to name
+  // it. Taking the lock exclusively once waits for every such write: later writes append to a
+  // segment that is not in `sealed`.
+  { std::unique_lock<std::shared_mutex> barrier(relocate_mu_); }
   for (uint32_t segment : sealed) {
     collect_cursor_ = segment;
     struct Run {
@@ -1027,6 +1041,11 @@ Status RocksBlockStore::CollectSegments(double max_live_fraction, CollectStats* 
   STABLEFS_RETURN_IF_ERROR(
       FromRocks(db_->Flush(fo, cf(Space::kData)), [&] { return "flush of store " + path_; }));
   for (uint32_t segment : removable) {
+    {
+      // No reader is between looking up a pointer into the segment and reading it.
+      WriterLock no_readers(&segment_readers_);
+      STABLEFS_RETURN_IF_ERROR(segments_->Forget(segment));
+    }
     STABLEFS_RETURN_IF_ERROR(segments_->Remove(segment));
     stats->segments_removed++;
   }

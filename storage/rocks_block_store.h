@@ -133,13 +133,14 @@ class RocksBlockStore : public BlockStore {
  private:
   explicit RocksBlockStore(std::string path) : path_(std::move(path)) {}
   Status OpenDb(const RocksOptions& options, bool create);
-  // DoReadBlocks, once: NotFound if a segment was collected under the read.
+  // DoReadBlocks under segment_readers_: a hole is told from a lost block at one snapshot.
   Status ReadBlocksChecked(uint64_t ino, uint64_t first, size_t n, char* const* blocks,
-                           char* tuples, BlockState* state);
+                           char* tuples, BlockState* state) REQUIRES_SHARED(segment_readers_);
   // Reads the data of blocks [first, first + n) at `snap` (null: the latest), marking each
   // kPresent or kHole; the block map is not consulted.
   Status ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino, uint64_t first, size_t n,
-                      char* const* blocks, char* tuples, BlockState* state);
+                      char* const* blocks, char* tuples, BlockState* state)
+      REQUIRES_SHARED(segment_readers_);
   Status LoadSuperblock();
   // Opens (or, for a new store, creates) the segments and starts their collector.
   Status OpenSegments(const RocksOptions& options);
@@ -149,7 +150,8 @@ class RocksBlockStore : public BlockStore {
   // Syncs the segments and puts the watermark now durable into *wb (kSegmentsSyncedKey).
   Status SyncSegments(rocksdb::WriteBatch* wb);
   // Turns a kData value into data || tuples: a segment pointer's data is read from its segment.
-  Status ExpandDataValue(std::string_view key, std::string_view value, std::string* out);
+  Status ExpandDataValue(std::string_view key, std::string_view value, std::string* out)
+      REQUIRES_SHARED(segment_readers_);
   // Moves the live blocks of one run of `segment` (under relocate_mu_, exclusively).
   Status MoveLiveBlocks(uint32_t segment, uint64_t ino, uint64_t first, uint32_t count,
                         uint32_t slot, uint64_t* moved);
@@ -181,6 +183,11 @@ class RocksBlockStore : public BlockStore {
   // Writes hold it shared, a collection's move of a run exclusively, so that a block's pointer
   // does not change between the collector's check and its move.
   std::shared_mutex relocate_mu_;
+  // Readers hold it shared from looking up a block's segment pointer until they have read the
+  // data it points to; a collection forgets a segment (Segments::Forget) holding it
+  // exclusively. A pointer a reader holds therefore stays readable until the reader is done,
+  // and a segment that is gone under a pointer read now is damage, not a race.
+  SharedMutex segment_readers_;
   Mutex collect_mu_;                                     // one collection at a time
   uint32_t collect_cursor_ GUARDED_BY(collect_mu_) = 0;  // the last segment examined
   Mutex collector_mu_;

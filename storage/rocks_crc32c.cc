@@ -111,11 +111,19 @@ __attribute__((target("sse4.2,pclmul"))) uint32_t ExtendSse42Clmul(uint32_t crc,
 
 }  // namespace
 
-uint32_t WrappedExtend(uint32_t crc, const char* buf, size_t size) {
-  if (!reached.load(std::memory_order_relaxed)) reached.store(true, std::memory_order_relaxed);
+namespace {
+
+uint32_t Extend(uint32_t crc, const char* buf, size_t size) {
   if (kHaveClmul) return ExtendSse42Clmul(crc, buf, size);
   if (kHaveSse42) return ExtendSse42(crc, buf, size);
   return RealExtend(crc, buf, size);
+}
+
+}  // namespace
+
+uint32_t WrappedExtend(uint32_t crc, const char* buf, size_t size) {
+  if (!reached.load(std::memory_order_relaxed)) reached.store(true, std::memory_order_relaxed);
+  return Extend(crc, buf, size);
 }
 
 namespace stablefs {
@@ -125,6 +133,10 @@ bool RocksCrc32cReached() { return reached.load(std::memory_order_relaxed); }
 void ResetRocksCrc32cReached() { reached.store(false, std::memory_order_relaxed); }
 
 bool RocksCrc32cAccelerated() { return kHaveSse42; }
+
+uint32_t RocksCrc32cExtend(uint32_t crc, const char* buf, size_t size) {
+  return Extend(crc, buf, size);
+}
 
 uint32_t RocksCrc32cLibraryExtend(uint32_t crc, const char* buf, size_t size) {
   return RealExtend(crc, buf, size);

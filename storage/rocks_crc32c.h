@@ -26,6 +26,10 @@ void ResetRocksCrc32cReached();
 // True when the CPU has SSE4.2 and the wrapper uses it.
 bool RocksCrc32cAccelerated();
 
+// CRC32C of buf extended from crc, as RocksDB computes it, for the project's own reads of RocksDB's
+// files (storage/wal_marks.cc); leaves RocksCrc32cReached() as it is.
+uint32_t RocksCrc32cExtend(uint32_t crc, const char* buf, size_t size);
+
 // The library's own crc32c::Extend, for comparison in tests.
 uint32_t RocksCrc32cLibraryExtend(uint32_t crc, const char* buf, size_t size);
 

@@ -452,15 +452,18 @@ Status Segments::ForEachRun(
   return Status::Ok();
 }
 
+Status Segments::Forget(uint32_t segment) {
+  MutexLock l(&mu_);
+  if (open_ != nullptr && open_->number == segment) {
+    return Status::InvalidArgument(FileName(dir_, segment) + " is open for appends");
+  }
+  files_.erase(segment);
+  return Status::Ok();
+}
+
 Status Segments::Remove(uint32_t segment) {
   const std::string path = FileName(dir_, segment);
-  {
-    MutexLock l(&mu_);
-    if (open_ != nullptr && open_->number == segment) {
-      return Status::InvalidArgument(path + " is open for appends");
-    }
-    files_.erase(segment);
-  }
+  STABLEFS_RETURN_IF_ERROR(Forget(segment));
   STABLEFS_RETURN_IF_ERROR(
       FromIo(fs_->DeleteFile(path, rocksdb::IOOptions(), nullptr), "cannot remove " + path));
   return SyncDir();

@@ -116,7 +116,12 @@ class Segments {
   Status ForEachRun(
       uint32_t segment,
       const std::function<Status(uint64_t ino, uint64_t first, uint32_t count, uint32_t slot)>& fn);
-  // Removes a sealed segment's file (durably). Readers holding it still read it.
+  // Stops handing out a sealed segment: Read() and ForEachRun() say NotFound from now on. Reads
+  // already under way finish on the open descriptor. The store calls it with its readers held
+  // off (RocksBlockStore::segment_readers_), so that no reader is between finding a pointer into
+  // the segment and reading it.
+  Status Forget(uint32_t segment);
+  // Forgets a sealed segment (if not yet forgotten) and removes its file, durably.
   Status Remove(uint32_t segment);
   // Bytes of all segment files.
   uint64_t bytes() const;

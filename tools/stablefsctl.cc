@@ -45,7 +45,9 @@
 //                                                 filesystems side by side (tools/compare/)
 //   stablefsctl wait STORE [SECONDS]              waits until no daemon holds STORE (default
 //                                                 60 s): umount returns before a FUSE daemon
-//                                                 has finished writing back and closing
+//                                                 has finished writing back and closing. It
+//                                                 waits on the store's lock alone: the store
+//                                                 is not opened and nothing in it changes
 //
 // inspect, verify and corrupt open the store, so it must not be mounted (a daemon finishing its
 // unmount is waited for up to 10 s). Exit status: 0 clean, 4 damage found, 8 an operational error
@@ -77,6 +79,39 @@ namespace {
 using namespace stablefs;
 
 constexpr int kClean = 0, kDamage = 4, kError = 8;
+
+int Fail(const std::string& msg);
+
+void OnAlarm(int) {}
+
+// Waits until no process holds the store's lock (RocksDB's LOCK file, locked with fcntl by the
+// daemon for as long as it has the store open), by taking the lock and letting it go at once.
+// The store itself is not opened: a store that is waited on before it is inspected for damage
+// must reach the inspection as the daemon left it, with no recovery run over it.
+int WaitForStore(const std::string& store, int seconds) {
+  const std::string lock = store + "/LOCK";
+  int fd = open(lock.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return kClean;  // no store there (or one never opened): nobody holds it
+    return Fail("cannot open " + lock + ": " + std::strerror(errno));
+  }
+  struct sigaction sa = {};
+  sa.sa_handler = OnAlarm;  // without SA_RESTART: the alarm interrupts the wait below
+  sigaction(SIGALRM, &sa, nullptr);
+  alarm(static_cast<unsigned>(std::max(seconds, 1)));
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  int r = fcntl(fd, F_SETLKW, &fl);
+  const int err = errno;
+  alarm(0);
+  close(fd);  // releases the lock
+  if (r == 0) return kClean;
+  if (err == EINTR) {
+    return Fail("store " + store + " is still in use after " + std::to_string(seconds) + " s");
+  }
+  return Fail("cannot wait on " + lock + ": " + std::strerror(err));
+}
 
 int Fail(const std::string& msg) {
   std::fprintf(stderr, "stablefsctl: %s\n", msg.c_str());
@@ -687,12 +722,7 @@ int main(int argc, char** argv) {
       Usage();
       return kError;
     }
-    RocksOptions options;
-    options.busy_wait_ms = 1000 * static_cast<uint32_t>(argc == 4 ? std::atoi(argv[3]) : 60);
-    std::unique_ptr<RocksBlockStore> store;
-    Status s = RocksBlockStore::Open(argv[2], options, &store);
-    if (s.IsNotFound()) return kClean;  // nothing there, nobody holds it
-    return s.ok() ? kClean : Fail(s.ToString());
+    return WaitForStore(argv[2], argc == 4 ? std::atoi(argv[3]) : 60);
   }
   if (cmd == "sync") {
     if (argc != 3) {

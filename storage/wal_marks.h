@@ -1,0 +1,35 @@
+// WAL marks: what the store's syncs had made durable, read from its WAL before recovery judges
+// any record (store format version 2).
+//
+// Every sync of the store writes a `segments_synced` record (the watermark below which the
+// segments are durable) into the WAL record that the sync makes durable. RocksDB replays the WAL
+// in order, but the record of an fsync comes after the writes it acknowledges; so before the
+// replay, this reads every record of every WAL file the database holds and takes the highest
+// watermark any intact record names. A watermark is true from the moment its record was written
+// (the segment data below it was synced first) and stays true (slots never change, segment
+// numbers are never reused), so any intact record's watermark may judge any other record.
+//
+// The WAL files are read in RocksDB's log format (db/log_format.h of RocksDB, stable since
+// LevelDB): 32 KiB blocks of records, each `crc32c(4, masked) length(2) type(1) [log number(4)]
+// payload`, a payload being one fragment of a WriteBatch. storage/FORMAT.md describes it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "storage/segments.h"
+
+namespace stablefs {
+
+struct WalMarks {
+  SegmentWatermark highest;   // {0, 0} if no record names one
+  uint64_t files = 0;         // WAL files read
+  uint64_t records = 0;       // intact write batches read
+  uint64_t damaged = 0;       // records skipped for a bad checksum or length
+};
+
+// Reads the WAL files (NNNNNN.log) of the database in `dir`. `meta_cf` is the column family
+// holding the watermark. Files that cannot be read are skipped (RocksDB's replay reports them).
+WalMarks ReadWalMarks(const std::string& dir, uint32_t meta_cf);
+
+}  // namespace stablefs
