@@ -18,6 +18,9 @@
 //                                 inject). Default: off.
 //   debug_lose_writeback_errors   fsync forgets writeback errors (for testing checkers only).
 //                                 Default: off.
+//   debug_power_cut=N             the power is cut below the store after N more writes or syncs
+//                                 of its files, and at exit the files become what the cut left
+//                                 (fs/mount_options.h; for crash tests only). Default: off.
 // -f stays in the foreground; -d prints FUSE requests (implies -f); -s runs single-threaded.
 // Default: daemonize and serve with several threads. default_permissions is always on.
 //
@@ -26,6 +29,7 @@
 // mount (a missing or locked store, a bad option) are one line on stderr and exit status 1, also
 // when daemonizing: the parent waits for the mount to succeed or fail.
 #include <fcntl.h>
+#include <rocksdb/env.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <syslog.h>
@@ -44,6 +48,7 @@
 #include "fs/fuse_ops.h"
 #include "fs/log.h"
 #include "fs/mount_options.h"
+#include "storage/crash_file_system.h"
 #include "storage/fault_block_store.h"
 #include "storage/rocks_block_store.h"
 
@@ -68,7 +73,9 @@ void Usage(const char* prog) {
       "    -o norecovery                    with ro: open the store read-only (default: off)\n"
       "    -o debug_faults                  accept stablefsctl inject (default: off)\n"
       "    -o debug_lose_writeback_errors   forget writeback errors, to test checkers\n"
-      "                                     (default: off)\n\n",
+      "                                     (default: off)\n"
+      "    -o debug_power_cut=N             cut the power below the store after N of its\n"
+      "                                     writes and syncs, for crash tests (default: off)\n\n",
       prog);
   fuse_cmdline_help();
   fuse_lowlevel_help();
@@ -171,8 +178,21 @@ int main(int argc, char** argv) {
   stablefs::RocksOptions rocks_options;
   rocks_options.busy_wait_ms = 10000;
   rocks_options.read_only = cfg.norecovery;
+  // -o debug_power_cut: the store's files go through a power-cut model (outliving the store).
+  std::shared_ptr<stablefs::CrashFileSystem> power;
+  std::unique_ptr<rocksdb::Env> power_env;
+  if (cfg.debug_power_cut >= 0) {
+    power = std::make_shared<stablefs::CrashFileSystem>();
+    power_env = rocksdb::NewCompositeEnv(power);
+    rocks_options.env = power_env.get();
+  }
   Status s = stablefs::RocksBlockStore::Open(cfg.store, rocks_options, &store);
   if (!s.ok()) return Fail(s.ToString());
+  uint64_t steps_at_mount = 0;
+  if (power != nullptr) {
+    steps_at_mount = power->steps();
+    power->CutPowerAfter(static_cast<uint64_t>(cfg.debug_power_cut));
+  }
   // -o debug_faults: the store is reached through a fault injector (stablefsctl inject).
   std::unique_ptr<stablefs::BlockStore> top;
   stablefs::FaultBlockStore* faults = nullptr;
@@ -242,6 +262,18 @@ int main(int argc, char** argv) {
   s = fs->Shutdown();
   fs.reset();
   top.reset();
+  if (power != nullptr) {
+    // The store is closed: its files become what the power cut left (now, if it never came).
+    const bool cut = !power->powered();
+    const uint64_t steps = power->steps() - steps_at_mount;
+    Status r = power->RecoverFromPowerCut();
+    stablefs::Log(stablefs::LogLevel::kWarning,
+                  "debug_power_cut: the power was cut %s (%llu steps since the store opened); the "
+                  "store's files are now what it left%s%s",
+                  cut ? "as asked" : "at the exit", static_cast<unsigned long long>(steps),
+                  r.ok() ? "" : ": ", r.ok() ? "" : r.ToString().c_str());
+    if (!r.ok()) return 1;
+  }
   free(cmd.mountpoint);
   fuse_opt_free_args(&args);
   if (!s.ok()) {

@@ -23,6 +23,7 @@ enum Key {
   kAttrTimeout,
   kDebugFaults,
   kDebugLoseWritebackErrors,
+  kDebugPowerCut,
   kNorecovery,
   kRo,
   kRw,
@@ -43,6 +44,7 @@ const struct fuse_opt kOpts[] = {
     FUSE_OPT_KEY("attr_timeout=", kAttrTimeout),
     FUSE_OPT_KEY("debug_faults", kDebugFaults),
     FUSE_OPT_KEY("debug_lose_writeback_errors", kDebugLoseWritebackErrors),
+    FUSE_OPT_KEY("debug_power_cut=", kDebugPowerCut),
     FUSE_OPT_KEY("norecovery", kNorecovery),
     FUSE_OPT_KEY("noload", kNorecovery),
     FUSE_OPT_KEY("relatime", kRelatime),
@@ -146,6 +148,15 @@ Status ParseOne(int key, const char* arg, MountOptions* o) {
       o->writeback_expire_ms = static_cast<uint32_t>(ms);
       return Status::Ok();
     }
+    case kDebugPowerCut: {
+      uint64_t steps;
+      if (!ParseUnsigned(value, std::numeric_limits<int64_t>::max(), &steps)) {
+        return Status::InvalidArgument("debug_power_cut: not a number of steps: " +
+                                       std::string(value));
+      }
+      o->debug_power_cut = static_cast<int64_t>(steps);
+      return Status::Ok();
+    }
     case kAttrTimeout:
       if (!ParseSeconds(value, &o->attr_timeout)) {
         return Status::InvalidArgument("attr_timeout: not a non-negative number of seconds: " +
@@ -242,6 +253,7 @@ std::string FormatMountOptions(const MountOptions& o) {
   if (o.read_only) s += ",ro";
   if (o.debug_faults) s += ",debug_faults";
   if (o.debug_lose_writeback_errors) s += ",debug_lose_writeback_errors";
+  if (o.debug_power_cut >= 0) s += ",debug_power_cut=" + std::to_string(o.debug_power_cut);
   return s;
 }
 

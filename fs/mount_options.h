@@ -18,6 +18,13 @@
 //                                 (no orphan reclaimed, fstrim is EROFS). Default: off.
 //   debug_faults                  accept STABLEFS_IOC_INJECT_FAULT (stablefsctl inject): the
 //                                 store fails writes, syncs or reads on demand. Default: off.
+//   debug_power_cut=N             a power cut below the store after N more writes or syncs of
+//                                 its files (storage/crash_file_system.h): from then on every
+//                                 store write fails; when the daemon exits, after the store is
+//                                 closed, its files are rewritten into what the cut left, as the
+//                                 next boot would find them (at the exit at the latest, if N was
+//                                 not reached). For crash tests (stablefsctl torture-store).
+//                                 Default: off.
 //   debug_lose_writeback_errors   forget writeback errors instead of reporting them to fsync, as
 //                                 filesystems before errseq did; only to show that a checker
 //                                 (stablefsctl compare, check 4) notices. Default: off.
@@ -52,6 +59,7 @@ struct MountOptions {
   bool read_only = false;  // "ro" was given (FUSE keeps it: the kernel enforces it)
   bool debug_faults = false;
   bool debug_lose_writeback_errors = false;
+  int64_t debug_power_cut = -1;  // steps before the cut; -1: no power-cut model
   bool show_help = false;
   std::string store;  // the first non-option argument; empty if there was none
 

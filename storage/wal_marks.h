@@ -22,10 +22,10 @@
 namespace stablefs {
 
 struct WalMarks {
-  SegmentWatermark highest;   // {0, 0} if no record names one
-  uint64_t files = 0;         // WAL files read
-  uint64_t records = 0;       // intact write batches read
-  uint64_t damaged = 0;       // records skipped for a bad checksum or length
+  SegmentWatermark highest;  // {0, 0} if no record names one
+  uint64_t files = 0;        // WAL files read
+  uint64_t records = 0;      // intact write batches read
+  uint64_t damaged = 0;      // records skipped for a bad checksum or length
 };
 
 // Reads the WAL files (NNNNNN.log) of the database in `dir`. `meta_cf` is the column family

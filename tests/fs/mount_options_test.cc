@@ -37,6 +37,7 @@ TEST(MountOptionsTest, DefaultsWithoutOptions) {
   EXPECT_FALSE(o.debug_stable);
   EXPECT_FALSE(o.debug_faults);
   EXPECT_FALSE(o.debug_lose_writeback_errors);
+  EXPECT_EQ(o.debug_power_cut, -1);
   EXPECT_EQ(o.cache_bytes, size_t{256} << 20);
   EXPECT_EQ(o.writeback_expire_ms, 5000u);
   EXPECT_EQ(o.attr_timeout, 1.0);
@@ -49,7 +50,7 @@ TEST(MountOptionsTest, EachOptionIsReadAndFuseKeepsItsOwn) {
   ASSERT_TRUE(Parse({"-f", "-o",
                      "stable_pages=bounce,allow_other,cache_size=3M,debug_stable,"
                      "writeback_expire_ms=600000,attr_timeout=0.25,debug_faults,"
-                     "debug_lose_writeback_errors",
+                     "debug_lose_writeback_errors,debug_power_cut=120",
                      "/store", "/mnt"},
                     &o, &left)
                   .ok());
@@ -60,6 +61,7 @@ TEST(MountOptionsTest, EachOptionIsReadAndFuseKeepsItsOwn) {
   EXPECT_EQ(o.attr_timeout, 0.25);
   EXPECT_TRUE(o.debug_faults);
   EXPECT_TRUE(o.debug_lose_writeback_errors);
+  EXPECT_EQ(o.debug_power_cut, 120);
   EXPECT_EQ(o.store, "/store");
   // fuse_opt gathers the options left for FUSE into one -o at the front.
   EXPECT_EQ(left, (std::vector<std::string>{"-o", "allow_other", "-f", "/mnt"}));
@@ -148,6 +150,8 @@ TEST(MountOptionsTest, BadValuesAreOneClearErrorNamingTheOption) {
       {"attr_timeout= 1", "attr_timeout: not a non-negative number"},
       {"attr_timeout=1x", "attr_timeout: not a non-negative number"},
       {"attr_timeout=", "attr_timeout: not a non-negative number"},
+      {"debug_power_cut=-1", "debug_power_cut: not a number"},
+      {"debug_power_cut=", "debug_power_cut: not a number"},
   };
   for (const Case& c : cases) {
     MountOptions o;
@@ -172,10 +176,11 @@ TEST(MountOptionsTest, FormatReadsBackToTheSameOptions) {
   o.read_only = true;
   o.debug_faults = true;
   o.debug_lose_writeback_errors = true;
+  o.debug_power_cut = 0;
   EXPECT_EQ(FormatMountOptions(o),
             "stable_pages=off,debug_stable,cache_size=123456789,writeback_expire_ms=4294967295,"
             "attr_timeout=0.10000000000000001,strictatime,nodiratime,norecovery,ro,debug_faults,"
-            "debug_lose_writeback_errors");
+            "debug_lose_writeback_errors,debug_power_cut=0");
   MountOptions back;
   ASSERT_TRUE(Parse({"-o", FormatMountOptions(o)}, &back).ok());
   EXPECT_EQ(back, o);

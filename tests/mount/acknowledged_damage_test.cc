@@ -138,15 +138,13 @@ TEST(AcknowledgedDamage, WaitLeavesTheStoreAsTheDaemonLeftIt) {
   ASSERT_TRUE(WriteAndFsync(m.Path("f"), RandomBytes(kFileBytes, 3)));
   // While the daemon holds the store, wait times out with an operational error.
   std::string out;
-  EXPECT_EQ(RunCapture(std::string(STABLEFSCTL_BIN) + " wait " + m.store() + " 1", &out), 8)
-      << out;
+  EXPECT_EQ(RunCapture(std::string(STABLEFSCTL_BIN) + " wait " + m.store() + " 1", &out), 8) << out;
   EXPECT_NE(out.find("still in use"), std::string::npos) << out;
   m.Crash();  // a WAL that a recovery would replay, flush and replace
   const auto before = FileStamps(m.store());
   const auto segments_before = FileStamps(m.store() + "/segments");
   out.clear();
-  EXPECT_EQ(RunCapture(std::string(STABLEFSCTL_BIN) + " wait " + m.store() + " 5", &out), 0)
-      << out;
+  EXPECT_EQ(RunCapture(std::string(STABLEFSCTL_BIN) + " wait " + m.store() + " 5", &out), 0) << out;
   EXPECT_EQ(FileStamps(m.store()), before) << "wait changed the store";
   EXPECT_EQ(FileStamps(m.store() + "/segments"), segments_before);
   // A missing store is nobody's: nothing to wait for.
