@@ -91,6 +91,13 @@ Status Fsck(BlockStore* store, bool repair, FsckReport* r, const FsckProgress& p
     return repair && fixable;
   };
 
+  // The store's files, each against its own checksums: a damaged table block holding records no
+  // walk below reaches (the superblock, next_ino) is found too.
+  if (Status v = store->VerifyFiles(); !v.ok()) {
+    if (!v.IsCorruption()) return v;
+    problem(0, 0, v.message(), false);
+  }
+
   // Inodes.
   STABLEFS_RETURN_IF_ERROR(
       store->Scan(Space::kInode, "", "", [&](std::string_view k, std::string_view v) {
@@ -320,8 +327,16 @@ Status Fsck(BlockStore* store, bool repair, FsckReport* r, const FsckProgress& p
         uint64_t ino, index;
         r->blocks++;
         tick("blocks", r->blocks, expected_blocks);
-        if (!ParseDataKey(k, &ino, &index) || v.size() != kBlockSize + tb) {
-          problem(0, 0, "malformed data record", false);
+        if (!ParseDataKey(k, &ino, &index)) {
+          problem(0, 0, "malformed data key", false);
+          return true;
+        }
+        if (v.size() != kBlockSize + tb) {
+          // Empty: the record cannot be read (a damaged table block or blob file).
+          problem(ino, index * kBlockSize,
+                  v.empty() ? "data record cannot be read (damaged table or blob file)"
+                            : "malformed data record",
+                  false);
           return true;
         }
         if (!inodes.count(ino)) dead_blocks.insert(ino);

@@ -146,6 +146,9 @@ class BlockStore {
   // Gives the disk space of everything deleted back to the store's file system now, rather than
   // at later compactions (FITRIM: fstrim). Default: nothing to do.
   virtual Status Trim() { return Status::Ok(); }
+  // Checks the store's own files against their own checksums (every table and blob file of a
+  // RocksDB store), for fsck: Corruption naming the first damaged one. Default: nothing to check.
+  virtual Status VerifyFiles() { return Status::Ok(); }
 
   // ---- Records ----
   // NotFound if the key is absent. In kData this returns the raw value (data || tuples),

@@ -366,6 +366,16 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options.busy_wait_ms);
   for (;;) {
+    // RocksDB's recovery stops at the first damaged WAL record and drops everything after it,
+    // synced or not, without a word. Damage with intact records after it is not a torn tail:
+    // the store is not opened (not even read-only, which would show it without those records).
+    const WalMarks marks = ReadWalMarks(path, 0);
+    if (marks.hole) {
+      return Status::Corruption(
+          path + ": the WAL is damaged at " + marks.hole_at +
+          " and holds intact records after it, which a recovery would drop; the store is not "
+          "opened (keep a copy of it before trying to repair it)");
+    }
     Status s = store->OpenDb(options, /*create=*/false);
     if (s.ok()) break;
     if (!s.IsBusy() || std::chrono::steady_clock::now() >= deadline) return s;
@@ -380,6 +390,7 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
 
 Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   RaiseOpenFileLimit();
+  flush_on_close_ = options.flush_on_close;
   rocksdb::DBOptions db_options;
   if (options.env != nullptr) db_options.env = options.env;
   db_options.create_if_missing = create;
@@ -503,6 +514,15 @@ RocksBlockStore::~RocksBlockStore() {
     }
     collector_.join();
   }
+  if (db_ != nullptr && flush_on_close_ && !read_only_ && !is_shut_down()) {
+    // A clean close leaves nothing the WAL alone holds: the next open replays nothing, and damage
+    // to the WAL of a cleanly closed store loses nothing. (The flush listener syncs the segments
+    // first.) A failure leaves the WAL to the next recovery, as after a crash.
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    fo.allow_write_stall = true;
+    db_->Flush(fo, handles_).PermitUncheckedError();
+  }
   if (db_ != nullptr) {
     for (rocksdb::ColumnFamilyHandle* h : handles_) {
       db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
@@ -572,6 +592,38 @@ Status RocksBlockStore::ExpandDataValue(std::string_view key, std::string_view v
 
 Status RocksBlockStore::DoScan(Space s, std::string_view begin, std::string_view end,
                                const std::function<bool(std::string_view, std::string_view)>& fn) {
+  std::string resume(begin);
+  for (;;) {
+    std::string last;  // the last key given to fn
+    bool stopped = false;
+    rocksdb::Status rs = ScanFrom(s, resume, end, fn, &last, &stopped);
+    // (A blob file gone or unreadable is an IOError; a checksum mismatch Corruption.)
+    if (stopped || rs.ok() || s != Space::kData || !(rs.IsCorruption() || rs.IsIOError())) {
+      return FromRocks(rs, [&] { return std::string("scan of ") + SpaceName(s); });
+    }
+    // A damaged table block or a damaged or missing blob file ended the iterator at the record
+    // after `last`. The block map holds the same keys: the one after `last` names the record that
+    // cannot be read. It goes to fn with an empty value (no record has that length), and the scan
+    // goes on after it, so that a checker finds every damaged record, not the first.
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice upper = ToSlice(end);
+    if (!end.empty()) ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> map(db_->NewIterator(ro, cf(Space::kBlockMap)));
+    const std::string after = last.empty() ? resume : last + '\0';
+    map->Seek(after);
+    if (!map->Valid()) {
+      return FromRocks(rs, [&] { return std::string("scan of ") + SpaceName(s); });
+    }
+    const std::string bad = map->key().ToString();
+    if (!fn(bad, std::string_view())) return Status::Ok();
+    resume = bad + '\0';
+  }
+}
+
+rocksdb::Status RocksBlockStore::ScanFrom(
+    Space s, std::string_view begin, std::string_view end,
+    const std::function<bool(std::string_view, std::string_view)>& fn, std::string* last,
+    bool* stopped) {
   rocksdb::ReadOptions ro;
   rocksdb::Slice upper = ToSlice(end);
   if (!end.empty()) ro.iterate_upper_bound = &upper;
@@ -600,9 +652,13 @@ Status RocksBlockStore::DoScan(Space s, std::string_view begin, std::string_view
       }
       value = raw;
     }
-    if (!fn(ToView(it->key()), value)) break;
+    if (s == Space::kData) last->assign(it->key().data(), it->key().size());
+    if (!fn(ToView(it->key()), value)) {
+      *stopped = true;
+      return rocksdb::Status::OK();
+    }
   }
-  return FromRocks(it->status(), [&] { return std::string("scan of ") + SpaceName(s); });
+  return it->status();
 }
 
 Status RocksBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* const* blocks,
@@ -874,6 +930,10 @@ Status RocksBlockStore::Trim() {
                                        [&] { return "compaction of store " + path_; }));
   }
   return Status::Ok();
+}
+
+Status RocksBlockStore::VerifyFiles() {
+  return FromRocks(db_->VerifyChecksum(), [&] { return "the files of store " + path_; });
 }
 
 Status RocksBlockStore::DoSync() {

@@ -36,6 +36,7 @@ class ColumnFamilyHandle;
 class Env;
 class FileLock;
 class Snapshot;
+class Status;
 class WriteBatch;
 }  // namespace rocksdb
 
@@ -65,6 +66,10 @@ struct RocksOptions {
   // Collect sealed segments in a background thread as they are sealed (they are also collected by
   // Trim() and ReclaimBlocks()). Default: true.
   bool collect_segments = true;
+  // Flush every family when the store is closed, so that a cleanly closed store holds nothing
+  // only its WAL has (storage/FORMAT.md). Tests that close a store to stand for a crash turn it
+  // off. Default: true.
+  bool flush_on_close = true;
   // The Env RocksDB reads and writes files through, not owned; it must outlive the store. Tests
   // put a fault-injecting file system here (storage/crash_file_system.h). Default: null, the
   // operating system's (rocksdb::Env::Default()).
@@ -94,6 +99,8 @@ class RocksBlockStore : public BlockStore {
   // Compacts every space to its last level, so that deleted records and blob files holding only
   // deleted blocks are gone from disk.
   Status Trim() override;  // ReadOnly on a read-only store
+  // DB::VerifyChecksum: every block of every table and blob file.
+  Status VerifyFiles() override;
 
   // A RocksDB property of the data column family (e.g. "rocksdb.stats"); empty if unknown.
   std::string DataProperty(const std::string& name) const;
@@ -127,6 +134,11 @@ class RocksBlockStore : public BlockStore {
                 const std::function<bool(std::string_view, std::string_view)>& fn) override;
   Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* const* blocks, char* tuples,
                       BlockState* state) override;
+  // One iterator's pass of DoScan: *last is the last data key given to fn, *stopped whether fn
+  // ended the scan.
+  rocksdb::Status ScanFrom(Space s, std::string_view begin, std::string_view end,
+                           const std::function<bool(std::string_view, std::string_view)>& fn,
+                           std::string* last, bool* stopped);
   Status DoWrite(const WriteBatch& batch, bool sync) override;
   Status DoSync() override;
 
@@ -179,6 +191,7 @@ class RocksBlockStore : public BlockStore {
   std::atomic<Segments*> flush_segments_{nullptr};  // what FlushListener syncs
   std::shared_ptr<FlushListener> flush_listener_;
   uint32_t segment_min_run_ = 16;
+  bool flush_on_close_ = true;
   uint64_t recovery_dropped_ = 0;
   // Writes hold it shared, a collection's move of a run exclusively, so that a block's pointer
   // does not change between the collector's check and its move.

@@ -81,7 +81,8 @@ struct MarkFinder : rocksdb::WriteBatch::Handler {
   void LogData(const rocksdb::Slice&) override {}
 };
 
-void ReadFile(int fd, uint32_t meta_cf, WalMarks* out) {
+void ReadFile(int fd, const std::string& name, uint32_t meta_cf, WalMarks* out,
+              std::string* damage_at) {
   std::vector<char> block(kLogBlockSize);
   std::string batch;  // fragments of the batch being put together
   bool in_batch = false;
@@ -95,6 +96,10 @@ void ReadFile(int fd, uint32_t meta_cf, WalMarks* out) {
     }
     rocksdb::WriteBatch wb(std::string(p, n));
     out->records++;
+    if (!damage_at->empty() && !out->hole) {
+      out->hole = true;
+      out->hole_at = *damage_at;
+    }
     // A batch that fails part way has given its watermarks before the failure.
     wb.Iterate(&finder).PermitUncheckedError();
   };
@@ -114,6 +119,7 @@ void ReadFile(int fd, uint32_t meta_cf, WalMarks* out) {
       if (type == kZeroType && length == 0) break;  // the block's zero trailer, or unwritten
       if (pos + header + length > end) {
         out->damaged++;
+        if (damage_at->empty()) *damage_at = name + " byte " + std::to_string(off + pos);
         in_batch = false;
         break;
       }
@@ -122,6 +128,7 @@ void ReadFile(int fd, uint32_t meta_cf, WalMarks* out) {
       if (Unmask(DecodeFixed32LE(h)) != crc) {
         // Damaged or torn: the rest of this block cannot be framed.
         out->damaged++;
+        if (damage_at->empty()) *damage_at = name + " byte " + std::to_string(off + pos);
         in_batch = false;
         break;
       }
@@ -159,20 +166,22 @@ WalMarks ReadWalMarks(const std::string& dir, uint32_t meta_cf) {
   WalMarks out;
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) return out;
-  std::vector<std::string> logs;
+  std::vector<std::pair<uint64_t, std::string>> logs;
   while (dirent* e = readdir(d)) {
     const std::string name = e->d_name;
     if (name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0 &&
         std::all_of(name.begin(), name.end() - 4, [](char c) { return c >= '0' && c <= '9'; })) {
-      logs.push_back(name);
+      logs.emplace_back(std::strtoull(name.c_str(), nullptr, 10), name);
     }
   }
   closedir(d);
-  for (const std::string& name : logs) {
+  std::sort(logs.begin(), logs.end());
+  std::string damage_at;  // the first damaged record, once one was found
+  for (const auto& [number, name] : logs) {
     int fd = open((dir + "/" + name).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) continue;
     out.files++;
-    ReadFile(fd, meta_cf, &out);
+    ReadFile(fd, name, meta_cf, &out, &damage_at);
     close(fd);
   }
   return out;

@@ -26,10 +26,16 @@ struct WalMarks {
   uint64_t files = 0;        // WAL files read
   uint64_t records = 0;      // intact write batches read
   uint64_t damaged = 0;      // records skipped for a bad checksum or length
+  // Intact records after a damaged one (in the same file or a later one): not a torn tail that
+  // a power cut leaves, but damage in the middle, where RocksDB's point-in-time recovery would
+  // stop and silently drop every record after it. Where the first such damage is.
+  bool hole = false;
+  std::string hole_at;
 };
 
-// Reads the WAL files (NNNNNN.log) of the database in `dir`. `meta_cf` is the column family
-// holding the watermark. Files that cannot be read are skipped (RocksDB's replay reports them).
+// Reads the WAL files (NNNNNN.log), oldest first, of the database in `dir`. `meta_cf` is the column
+// family holding the watermark. Files that cannot be read are skipped (RocksDB's replay reports
+// them).
 WalMarks ReadWalMarks(const std::string& dir, uint32_t meta_cf);
 
 }  // namespace stablefs

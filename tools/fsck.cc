@@ -9,9 +9,10 @@
 // --json  one JSON object instead of text
 //
 // Exit status as e2fsck's: 0 clean, 1 errors fixed, 4 errors left uncorrected, 8 operational
-// error (the store cannot be opened, bad usage). A daemon still finishing its unmount is waited
-// for up to 10 s. fs/fsck.h says what is checked. On a terminal, a progress line on stderr is
-// rewritten as the check goes and erased before the report.
+// error (the store cannot be opened, bad usage). Damage that stops the walk (a table block or
+// record RocksDB cannot read) is 4 too, with the line naming it. A daemon still finishing its
+// unmount is waited for up to 10 s. fs/fsck.h says what is checked. On a terminal, a progress line
+// on stderr is rewritten as the check goes and erased before the report.
 #include "fs/fsck.h"
 
 #include <algorithm>
@@ -70,8 +71,11 @@ int main(int argc, char** argv) {
                        line.enabled() ? stablefs::FsckProgress(progress) : nullptr);
   }
   if (!s.ok()) {
-    std::fprintf(stderr, "fsck.stablefs: %s\n", s.ToString().c_str());
-    return 8;
+    // Damage the store's own checks found (a table block or a record that cannot be read) is
+    // damage found, even when the walk cannot go past it.
+    std::fprintf(stderr, "fsck.stablefs: %s%s\n", s.IsCorruption() ? "damage: " : "",
+                 s.ToString().c_str());
+    return s.IsCorruption() ? 4 : 8;
   }
   if (json) {
     std::printf("%s\n", report.ToJson().c_str());

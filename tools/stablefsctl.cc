@@ -43,6 +43,11 @@
 //   stablefsctl compare [--fs LIST] [--checks LIST] [--seconds N] [--json]
 //                                                 the guarantee checks on stablefs and kernel
 //                                                 filesystems side by side (tools/compare/)
+//   stablefsctl torture-store [--states L] [--damage L] [--kinds L] [--rounds N] [--sample N]
+//                             [--every-cut] [--seed N] [--dir DIR] [--keep]
+//                                                 the damage campaign: stores left in each
+//                                                 state, damaged in each kind of file, checked
+//                                                 through mounts (tools/torture/torture.h)
 //   stablefsctl wait STORE [SECONDS]              waits until no daemon holds STORE (default
 //                                                 60 s): umount returns before a FUSE daemon
 //                                                 has finished writing back and closing. It
@@ -73,6 +78,7 @@
 #include "storage/rocks_block_store.h"
 #include "tools/compare/compare.h"
 #include "tools/progress.h"
+#include "tools/torture/torture.h"
 
 namespace {
 
@@ -119,17 +125,20 @@ int Fail(const std::string& msg) {
 }
 
 void Usage() {
-  std::fprintf(stderr,
-               "usage: stablefsctl inspect STORE PATH [--offset N] [--json]\n"
-               "       stablefsctl verify STORE\n"
-               "       stablefsctl scrub [--rate MB/s] [--json] STORE-or-MOUNTPOINT\n"
-               "       stablefsctl stats MOUNTPOINT [--json]\n"
-               "       stablefsctl sync MOUNTPOINT\n"
-               "       stablefsctl inject MOUNTPOINT write|sync|read|clear [COUNT]\n"
-               "       stablefsctl corrupt STORE PATH --offset N --what "
-               "data|guard|app|ref|swap|move|drop|torn [--to PATH2] [--to-offset M] [--above-pi]\n"
-               "       stablefsctl wait STORE [SECONDS]\n"
-               "       stablefsctl compare [--fs LIST] [--checks LIST] [--seconds N] [--json]\n");
+  std::fprintf(
+      stderr,
+      "usage: stablefsctl inspect STORE PATH [--offset N] [--json]\n"
+      "       stablefsctl verify STORE\n"
+      "       stablefsctl scrub [--rate MB/s] [--json] STORE-or-MOUNTPOINT\n"
+      "       stablefsctl stats MOUNTPOINT [--json]\n"
+      "       stablefsctl sync MOUNTPOINT\n"
+      "       stablefsctl inject MOUNTPOINT write|sync|read|clear [COUNT]\n"
+      "       stablefsctl corrupt STORE PATH --offset N --what "
+      "data|guard|app|ref|swap|move|drop|torn [--to PATH2] [--to-offset M] [--above-pi]\n"
+      "       stablefsctl torture-store [--states L] [--damage L] [--kinds L] [--rounds N]\n"
+      "                 [--sample N] [--every-cut] [--seed N] [--dir DIR] [--keep]\n"
+      "       stablefsctl wait STORE [SECONDS]\n"
+      "       stablefsctl compare [--fs LIST] [--checks LIST] [--seconds N] [--json]\n");
 }
 
 // Resolves a path from the root through the directory entries.
@@ -710,6 +719,9 @@ int ScrubMain(int argc, char** argv) {
 int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "compare") == 0) {
     return stablefs::compare::CompareMain(argc, argv);
+  }
+  if (argc >= 2 && std::strcmp(argv[1], "torture-store") == 0) {
+    return stablefs::torture::TortureMain(argc, argv);
   }
   if (argc < 3) {
     Usage();

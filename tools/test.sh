@@ -4,7 +4,8 @@
 #   2. the formatting check (clang-format, Google-based .clang-format),
 #   3. the default build (g++, RelWithDebInfo) and every test in it,
 #   4. an AddressSanitizer + UndefinedBehaviorSanitizer build and the unit tests in it,
-#   5. a ThreadSanitizer build and the unit tests in it (stress tests included),
+#   5. the store's concurrency tests repeated under ASan, then a ThreadSanitizer build and the
+#      unit tests in it (stress tests included) and the segment files' concurrency repeated,
 #   6. a clang build with -Wthread-safety -Werror over the annotated locks,
 #   7. the libFuzzer targets (clang, ASan + UBSan), each run for 10 s from its committed seeds.
 # Build trees go to build/, build-asan/, build-tsan/, build-tsa/ and build-fuzz/. Set JOBS to change build parallelism
@@ -75,6 +76,22 @@ else
   failed_steps+=("asan build")
 fi
 
+step "stress: the store's concurrency tests, 20 times each under ASan"
+# A race that fails one run in ten must not pass CI by luck: the store's concurrency and
+# collector tests run repeatedly here (and 50 times before a change to them lands).
+STORE_STRESS='*ConcurrentWritersAndReaders*:*RaceTheCollector*:*ConcurrentAppends*:*Collection*:*StressTest*'
+if [ -x build-asan/tests/storage_test ]; then
+  if ASAN_OPTIONS=detect_leaks=1 build-asan/tests/storage_test --gtest_filter="$STORE_STRESS" \
+    --gtest_repeat=20 --gtest_brief=1 >/tmp/stablefs-stress-asan.log 2>&1; then
+    echo "stress (asan): passed"
+    total_passed=$((total_passed + 1))
+  else
+    tail -n 40 /tmp/stablefs-stress-asan.log
+    failed_steps+=("stress (asan)")
+    total_failed=$((total_failed + 1))
+  fi
+fi
+
 step "ThreadSanitizer build and unit tests"
 if build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTABLEFS_SANITIZE=thread; then
   # RocksDB is Debian's build, not instrumented: its write group hands one thread's batch to
@@ -88,6 +105,17 @@ if build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTABLEFS_SANITIZE=thread
     run_ctest build-tsan -L unit \
     -E 'ConcurrentWritersAndReaders<.*RocksEnv|StressTest.RocksStore|CrashFileSystemStoreTest|AceTest.SequencesOfTwo|ReadersAndWritersRaceTheCollector'
 
+  # The segment files' own concurrency (no RocksDB in it), repeated.
+  if TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp report_signal_unsafe=0 halt_on_error=1" \
+    build-tsan/tests/storage_test --gtest_filter='SegmentFilesTest.*' --gtest_repeat=20 \
+    --gtest_brief=1 >/tmp/stablefs-stress-tsan.log 2>&1; then
+    echo "stress (tsan): passed"
+    total_passed=$((total_passed + 1))
+  else
+    tail -n 40 /tmp/stablefs-stress-tsan.log
+    failed_steps+=("stress (tsan)")
+    total_failed=$((total_failed + 1))
+  fi
 else
   failed_steps+=("tsan build")
 fi

@@ -1,0 +1,54 @@
+// The damage campaign (stablefsctl torture-store, tools/torture/torture.h), a bounded sample of
+// it on every run: stores left in each state, damaged in each kind of file, checked through real
+// mounts. No case may be WRONG or LOST. The seed comes from the clock and is printed, so that a
+// failure can be run again with --seed. The whole matrix is one command in GUARANTEES.md.
+//
+// Left out here, because they are known to fail (issue 16's note): damage to the live WAL of a
+// store that crashed (SIGKILL, power cut) where it looks like a torn tail (the file cut short,
+// or its last records damaged): RocksDB's recovery drops the records after it, acknowledged or
+// not, and nothing outside the WAL says how far the acknowledged part went. And a MANIFEST cut
+// short: RocksDB takes the cut for a torn tail and opens the store as it was at an earlier
+// version, without the tables written since.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+namespace {
+
+int RunCapture(const std::string& cmd, std::string* out) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out->append(buf.data(), n);
+  int status = pclose(p);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void ExpectNoWrongOrLost(const std::string& args) {
+  if (access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/fuse";
+  std::string out;
+  const int status = RunCapture(std::string(STABLEFSCTL_BIN) + " torture-store " + args, &out);
+  std::printf("%s", out.c_str());
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("WRONG 0 LOST 0"), std::string::npos) << out;
+}
+
+TEST(TortureStore, ASampleOfEveryStateAndFileKindGivesRightBytesOrFoundEio) {
+  ExpectNoWrongOrLost("--kinds segment,sst,blob,current,identity,options --sample 40");
+}
+
+TEST(TortureStore, DamageInsideTheManifestIsRefusedOrHarmless) {
+  ExpectNoWrongOrLost("--kinds manifest --damage bitflip,zero-sector,swap,remove --sample 8");
+}
+
+TEST(TortureStore, TheWalOfACleanlyClosedStoreHoldsNothingToLose) {
+  ExpectNoWrongOrLost("--states clean,collected,trimmed --kinds wal");
+}
+
+}  // namespace
