@@ -17,6 +17,7 @@ JOBS=${JOBS:-$(nproc)}
 total_passed=0
 total_failed=0
 failed_steps=()
+failed_tests=()
 
 step() { printf '\n=== %s\n' "$*"; }
 
@@ -29,6 +30,18 @@ run_ctest() {
   ctest --test-dir "$dir" -j "$JOBS" --output-on-failure --timeout 300 "$@" 2>&1 | tee "$log"
   local line
   line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
+  # The names of the failed tests and the lines where each said why, for the summary: CI may
+  # keep only the end of this script's output.
+  local name
+  while read -r name; do
+    failed_tests+=("$dir: $name")
+    while IFS= read -r why; do failed_tests+=("    $why"); done < <(
+      awk -v name="$name" '
+        index($0, "Test #") && index($0, ": " name " ") { inside = 1; next }
+        inside && ($0 ~ /^ *Start +[0-9]+:/ || $0 ~ /^[0-9]+\/[0-9]+ Test +#/) { inside = 0 }
+        inside' "$log" |
+        grep -E 'Failure|error|Expected|Which is|Value of|Actual|ERROR|Sanitizer|Timeout' | head -n 8)
+  done < <(sed -n '/The following tests FAILED:/,$p' "$log" | sed -nE 's/^[[:space:]]*[0-9]+ - ([^ ]+) .*/\1/p')
   rm -f "$log"
   if [ -z "$line" ]; then
     failed_steps+=("ctest in $dir ran no test")
@@ -137,5 +150,6 @@ fi
 
 step "summary"
 for s in "${failed_steps[@]}"; do echo "FAILED: $s"; done
+for t in "${failed_tests[@]}"; do echo "failed test $t"; done
 echo "stablefs: ${total_passed} passed, ${total_failed} failed"
 [ ${#failed_steps[@]} -eq 0 ]
