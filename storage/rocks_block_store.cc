@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "storage/coding.h"
+#include "storage/synced_log.h"
 #include "storage/wal_marks.h"
 
 namespace stablefs {
@@ -187,6 +188,47 @@ constexpr size_t kCollectPerSeal = 2;
 // A store keeps a descriptor open for every table file (RocksDB's max_open_files -1) and every
 // segment, a few thousand for a store of terabytes: the process may use as many as its hard
 // limit allows, not only the soft limit (often 1024).
+// The MANIFEST CURRENT names must be the one the synced log last named or a later one, and the
+// same one must not have become shorter than its synced size.
+Status CheckManifest(const std::string& path, const SyncedMark& mark) {
+  std::error_code ec;
+  std::string current;
+  {
+    std::FILE* f = std::fopen((path + "/CURRENT").c_str(), "re");
+    if (f == nullptr) return Status::Ok();  // RocksDB's open says what is wrong
+    char buf[64];
+    const size_t n = std::fread(buf, 1, sizeof(buf), f);
+    std::fclose(f);
+    current.assign(buf, n);
+  }
+  unsigned long long number = 0;
+  char nl = 0;
+  if (std::sscanf(current.c_str(), "MANIFEST-%llu%c", &number, &nl) != 2 || nl != '\n') {
+    return Status::Ok();  // not RocksDB's format: its open refuses it
+  }
+  char want[32];
+  std::snprintf(want, sizeof(want), "MANIFEST-%06llu",
+                static_cast<unsigned long long>(mark.manifest_number));
+  const std::string tail =
+      "; opening it would undo acknowledged writes, so the store is not opened (keep a copy of "
+      "it before trying to repair it)";
+  if (number < mark.manifest_number) {
+    return Status::Corruption(path + ": CURRENT names " + current.substr(0, current.size() - 1) +
+                              ", older than " + want + " that the synced log names" + tail);
+  }
+  if (number == mark.manifest_number) {
+    const auto size = fs::file_size(fs::path(path) / want, ec);
+    if (ec || size < mark.manifest_size) {
+      return Status::Corruption(
+          path + ": " + want + " is " +
+          (ec ? std::string("missing") : std::to_string(size) + " bytes long") +
+          ", but its version edits were synced up to " + std::to_string(mark.manifest_size) +
+          " bytes" + tail);
+    }
+  }
+  return Status::Ok();
+}
+
 void RaiseOpenFileLimit() {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -305,9 +347,16 @@ class RocksBlockStore::WalFilter : public rocksdb::WalFilter {
 
 // Before a flush writes the data family's memtable to a table (which is durable without any WAL
 // sync), the segment data its pointers refer to is synced.
+// After it, the synced log records the MANIFEST's new size before RocksDB removes the WAL files
+// the flush made obsolete, so that a MANIFEST later cut short is told from one that is whole.
 class RocksBlockStore::FlushListener : public rocksdb::EventListener {
  public:
-  explicit FlushListener(std::atomic<Segments*>* segments) : segments_(segments) {}
+  FlushListener(std::atomic<Segments*>* segments, std::atomic<RocksBlockStore*>* store)
+      : segments_(segments), store_(store) {}
+  void OnFlushCompleted(rocksdb::DB* /*db*/, const rocksdb::FlushJobInfo& /*info*/) override {
+    RocksBlockStore* store = store_->load(std::memory_order_acquire);
+    if (store != nullptr) store->RecordManifest();
+  }
   void OnFlushBegin(rocksdb::DB* /*db*/, const rocksdb::FlushJobInfo& info) override {
     if (info.cf_name != SpaceName(Space::kData)) return;
     Segments* segs = segments_->load(std::memory_order_acquire);
@@ -319,6 +368,7 @@ class RocksBlockStore::FlushListener : public rocksdb::EventListener {
 
  private:
   std::atomic<Segments*>* const segments_;
+  std::atomic<RocksBlockStore*>* const store_;
 };
 
 Status RocksBlockStore::Create(const std::string& path, const CreateOptions& create,
@@ -342,6 +392,9 @@ Status RocksBlockStore::Create(const std::string& path, const CreateOptions& cre
   STABLEFS_RETURN_IF_ERROR(store->OpenDb(options, /*create=*/true));
   STABLEFS_RETURN_IF_ERROR(store->InitializeNewStore(create));
   STABLEFS_RETURN_IF_ERROR(store->OpenSegments(options));
+  SyncedMark mark;
+  mark.sequence = store->db_->GetLatestSequenceNumber();
+  STABLEFS_RETURN_IF_ERROR(store->StartSyncedLog(options, mark));
   *out = std::move(store);
   return Status::Ok();
 }
@@ -356,6 +409,23 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
   if (!fs::exists(fs::path(path) / "CURRENT", ec)) {
     return Status::InvalidArgument(path + " is not a stablefs store (no RocksDB database in it)");
   }
+  // What the store's syncs acknowledged (synced_log.h). Without it (a store made before the log,
+  // or the log lost) recovery cannot tell damage from a torn tail, and says so.
+  bool have_mark = false;
+  SyncedMark mark;
+  {
+    uint64_t damaged = 0;
+    Status s = SyncedLog::Read(path, &have_mark, &mark, &damaged);
+    if (!s.ok() || !have_mark) {
+      std::fprintf(stderr,
+                   "stablefs: %s: %s; this open cannot check that recovery keeps every "
+                   "acknowledged write\n",
+                   path.c_str(), s.ok() ? "the store has no synced log" : s.ToString().c_str());
+      have_mark = false;
+      mark = SyncedMark();
+    }
+  }
+  if (have_mark) STABLEFS_RETURN_IF_ERROR(CheckManifest(path, mark));
   std::unique_ptr<RocksBlockStore> store(new RocksBlockStore(path));
   // The WAL filter reads segments while the database opens.
   if (fs::exists(SegmentDir(path), ec)) {
@@ -376,7 +446,11 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
           " and holds intact records after it, which a recovery would drop; the store is not "
           "opened (keep a copy of it before trying to repair it)");
     }
-    Status s = store->OpenDb(options, /*create=*/false);
+    // Checked before the database opens for writing: DB::Open flushes what it recovered and
+    // removes the files it no longer needs, which would make the damage permanent and unseen.
+    Status s = have_mark && !options.read_only ? CheckRecovers(path, options, mark) : Status::Ok();
+    if (s.ok()) s = store->OpenDb(options, /*create=*/false);
+    if (s.ok() && have_mark && options.read_only) s = store->CheckSequence(mark);
     if (s.ok()) break;
     if (!s.IsBusy() || std::chrono::steady_clock::now() >= deadline) return s;
     // The holder is another process, which this one cannot wait on; poll its lock.
@@ -384,6 +458,7 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
   }
   STABLEFS_RETURN_IF_ERROR(store->LoadSuperblock());
   STABLEFS_RETURN_IF_ERROR(store->OpenSegments(options));
+  if (!store->read_only_) STABLEFS_RETURN_IF_ERROR(store->StartSyncedLog(options, mark));
   *out = std::move(store);
   return Status::Ok();
 }
@@ -416,7 +491,9 @@ Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   // Segments (format version 2): verified replay, and synced data under every flushed pointer.
   wal_filter_ = std::make_shared<WalFilter>(this);
   db_options.wal_filter = wal_filter_.get();
-  flush_listener_ = std::make_shared<FlushListener>(&flush_segments_);
+  flush_listener_ = std::make_shared<FlushListener>(&flush_segments_, &synced_store_);
+  // A probe opens no table it does not need (RocksDB would open every one of them).
+  if (probe_) db_options.max_open_files = 16;
   db_options.listeners.push_back(flush_listener_);
 
   std::vector<std::string> names;
@@ -521,8 +598,12 @@ RocksBlockStore::~RocksBlockStore() {
     rocksdb::FlushOptions fo;
     fo.wait = true;
     fo.allow_write_stall = true;
-    db_->Flush(fo, handles_).PermitUncheckedError();
+    // Every write is now in a table: a clean close acknowledges them all.
+    if (db_->Flush(fo, handles_).ok()) {
+      (void)Acknowledge(db_->GetLatestSequenceNumber());
+    }
   }
+  synced_store_.store(nullptr, std::memory_order_release);
   if (db_ != nullptr) {
     for (rocksdb::ColumnFamilyHandle* h : handles_) {
       db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
@@ -891,7 +972,7 @@ Status RocksBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
   }
   rocksdb::WriteOptions wo;
   wo.sync = sync;
-  return FromRocks(db_->Write(wo, &wb), [&] { return std::string("write to store " + path_); });
+  return WriteAndAcknowledge(wo, &wb, [&] { return std::string("write to store " + path_); });
 }
 
 Status RocksBlockStore::ReclaimBlocks(uint64_t ino) {
@@ -946,7 +1027,7 @@ Status RocksBlockStore::DoSync() {
   rocksdb::WriteBatch wb;
   // The segments first: a synced pointer must not outlive its data.
   if (segments_ != nullptr) STABLEFS_RETURN_IF_ERROR(SyncSegments(&wb));
-  return FromRocks(db_->Write(wo, &wb), [&] { return std::string("sync of store " + path_); });
+  return WriteAndAcknowledge(wo, &wb, [&] { return std::string("sync of store " + path_); });
 }
 
 // ---- Collecting segments ----
@@ -1158,6 +1239,102 @@ void RocksBlockStore::CollectorLoop() {
                    s.ToString().c_str());
     }
   }
+}
+
+// ---- The synced log ----
+
+Status RocksBlockStore::CheckRecovers(const std::string& path, const RocksOptions& options,
+                                      const SyncedMark& mark) {
+  std::unique_ptr<RocksBlockStore> probe(new RocksBlockStore(path));
+  probe->probe_ = true;
+  RocksOptions o = options;
+  o.read_only = true;
+  STABLEFS_RETURN_IF_ERROR(probe->OpenDb(o, /*create=*/false));
+  return probe->CheckSequence(mark);
+}
+
+Status RocksBlockStore::CheckSequence(const SyncedMark& mark) {
+  const uint64_t reached = db_->GetLatestSequenceNumber();
+  if (reached >= mark.sequence) return Status::Ok();
+  return Status::Corruption(
+      path_ + ": its syncs acknowledged every write up to sequence number " +
+      std::to_string(mark.sequence) + " (the synced log), but a recovery of its files reaches " +
+      "only " + std::to_string(reached) +
+      ": the WAL or the MANIFEST was damaged or cut short; opening it would undo acknowledged "
+      "writes, so the store is not opened (keep a copy of it before trying to repair it)");
+}
+
+Status RocksBlockStore::ManifestNow(uint64_t* number, uint64_t* size) {
+  std::vector<std::string> files;
+  STABLEFS_RETURN_IF_ERROR(FromRocks(db_->GetLiveFiles(files, size, /*flush_memtable=*/false),
+                                     [&] { return "the live files of store " + path_; }));
+  *number = 0;
+  for (const std::string& f : files) {
+    unsigned long long n = 0;
+    if (std::sscanf(f.c_str(), "/MANIFEST-%llu", &n) == 1) *number = n;
+  }
+  return Status::Ok();
+}
+
+Status RocksBlockStore::StartSyncedLog(const RocksOptions& options, SyncedMark mark) {
+  mark.generation++;
+  STABLEFS_RETURN_IF_ERROR(ManifestNow(&mark.manifest_number, &mark.manifest_size));
+  std::unique_ptr<SyncedLog> log;
+  STABLEFS_RETURN_IF_ERROR(SyncedLog::Start(FileSystemOf(options), path_, mark, &log));
+  {
+    MutexLock l(&synced_mu_);
+    synced_log_ = std::move(log);
+  }
+  synced_store_.store(this, std::memory_order_release);
+  return Status::Ok();
+}
+
+Status RocksBlockStore::Acknowledge(uint64_t sequence) {
+  uint64_t wanted = acknowledge_wanted_.load(std::memory_order_relaxed);
+  while (wanted < sequence &&
+         !acknowledge_wanted_.compare_exchange_weak(wanted, sequence, std::memory_order_relaxed)) {
+  }
+  MutexLock l(&synced_mu_);
+  if (synced_log_ == nullptr || synced_log_->last().sequence >= sequence) return Status::Ok();
+  uint64_t number = 0, size = 0;
+  STABLEFS_RETURN_IF_ERROR(ManifestNow(&number, &size));
+  return synced_log_->Append(acknowledge_wanted_.load(std::memory_order_relaxed), number, size)
+      .WithContext("the synced log of store " + path_);
+}
+
+void RocksBlockStore::RecordManifest() {
+  MutexLock l(&synced_mu_);
+  if (synced_log_ == nullptr) return;
+  uint64_t number = 0, size = 0;
+  Status s = ManifestNow(&number, &size);
+  if (s.ok() && number == synced_log_->last().manifest_number &&
+      size == synced_log_->last().manifest_size) {
+    return;
+  }
+  if (s.ok()) s = synced_log_->Append(synced_log_->last().sequence, number, size);
+  if (!s.ok()) {
+    std::fprintf(stderr, "stablefs: recording the MANIFEST of store %s after a flush: %s\n",
+                 path_.c_str(), s.ToString().c_str());
+  }
+}
+
+Status RocksBlockStore::WriteAndAcknowledge(const rocksdb::WriteOptions& wo,
+                                            rocksdb::WriteBatch* wb,
+                                            const std::function<std::string()>& what) {
+  // Every write published before this one is in the WAL ahead of it; with sync set, all of them
+  // and this one are durable when Write returns (the batch then carries its sequence number).
+  const uint64_t before = wo.sync ? db_->GetLatestSequenceNumber() : 0;
+  STABLEFS_RETURN_IF_ERROR(FromRocks(db_->Write(wo, wb), what));
+  if (!wo.sync) return Status::Ok();
+  uint64_t covered = before;
+  const std::string& rep = wb->Data();
+  if (wb->Count() > 0 && rep.size() >= 12) {
+    uint64_t first;
+    std::memcpy(&first, rep.data(), 8);  // WriteBatch: fixed64 sequence, fixed32 count, records
+    first = le64toh(first);
+    if (first != 0) covered = std::max(covered, first + wb->Count() - 1);
+  }
+  return Acknowledge(covered).WithContext(what());
 }
 
 }  // namespace stablefs

@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -28,6 +29,7 @@
 
 #include "storage/block_store.h"
 #include "storage/segments.h"
+#include "storage/synced_log.h"
 #include "storage/thread_annotations.h"
 
 namespace rocksdb {
@@ -38,6 +40,7 @@ class FileLock;
 class Snapshot;
 class Status;
 class WriteBatch;
+struct WriteOptions;
 }  // namespace rocksdb
 
 namespace stablefs {
@@ -208,6 +211,33 @@ class RocksBlockStore : public BlockStore {
   bool collector_stop_ GUARDED_BY(collector_mu_) = false;
   bool collector_wanted_ GUARDED_BY(collector_mu_) = false;
   std::thread collector_;
+
+  // ---- The synced log (synced_log.h) ----
+  // Makes durable, before returning, a record that every write with a sequence number up to
+  // `sequence` was acknowledged (callers first made those writes durable). Concurrent callers
+  // share a record: the one that writes it writes the highest sequence any of them asked for.
+  Status Acknowledge(uint64_t sequence);
+  // After a flush: records the MANIFEST's new size (RocksDB removes the WAL files the flush made
+  // obsolete only after this returns).
+  void RecordManifest();
+  // The current MANIFEST's number and its size after the last version edit RocksDB synced.
+  Status ManifestNow(uint64_t* number, uint64_t* size);
+  // Sets up the log an open or a create continues, from `mark` (the log's last record).
+  Status StartSyncedLog(const RocksOptions& options, SyncedMark mark);
+  // Refused unless the files hold every write the mark says was acknowledged: what a recovery
+  // would make of them (a read-only open that changes nothing) reaches mark.sequence.
+  static Status CheckRecovers(const std::string& path, const RocksOptions& options,
+                              const SyncedMark& mark);
+  Status CheckSequence(const SyncedMark& mark);
+  // db_->Write, then, for a sync write, Acknowledge of every write it made durable.
+  Status WriteAndAcknowledge(const rocksdb::WriteOptions& wo, rocksdb::WriteBatch* wb,
+                             const std::function<std::string()>& what);
+
+  Mutex synced_mu_;
+  std::unique_ptr<SyncedLog> synced_log_ GUARDED_BY(synced_mu_);
+  std::atomic<uint64_t> acknowledge_wanted_{0};          // the highest sequence asked for
+  std::atomic<RocksBlockStore*> synced_store_{nullptr};  // what FlushListener records into
+  bool probe_ = false;  // a read-only open that only asks how far a recovery reaches
 };
 
 }  // namespace stablefs

@@ -6,6 +6,11 @@
 // must exit 4 naming inode and offset. Recovery must not take the damaged block for the torn
 // data of an unsynced write and drop the write that acknowledged it.
 //
+// A WAL cut short after an fsync and a SIGKILL looks like the torn tail a power cut leaves, but
+// it held acknowledged writes: the mount and fsck refuse the store in one line (the synced log
+// says how far the syncs went) and change none of its files; with the WAL put back, every
+// acknowledged byte is there.
+//
 // Also: `stablefsctl wait` waits on the store's lock alone, and leaves a store the daemon left
 // as it is (no recovery runs, no file changes), so that what is inspected after it is the
 // evidence.
@@ -130,6 +135,53 @@ TEST(AcknowledgedDamage, BitFlipAfterFsyncAndSigkillIsEioNotAnUndoneWrite) {
   m.Crash();
   ASSERT_TRUE(FlipBitInSegment(m.store(), data.substr(kDamagedBlock * kBlock, kBlock)));
   ExpectDamagedBlockAloneIsEio(m, data);
+}
+
+// The newest WAL file of the store that holds records.
+std::string NewestWal(const std::string& store) {
+  std::string newest;
+  for (const auto& e : std::filesystem::directory_iterator(store)) {
+    if (e.path().extension() == ".log" && std::filesystem::file_size(e.path()) > 0 &&
+        e.path().string() > newest) {
+      newest = e.path().string();
+    }
+  }
+  return newest;
+}
+
+TEST(AcknowledgedDamage, AWalCutShortAfterFsyncAndSigkillIsRefusedNotUndone) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  const std::string a = RandomBytes(kFileBytes, 4), b = RandomBytes(100, 5);
+  ASSERT_TRUE(WriteAndFsync(m.Path("a"), a));
+  ASSERT_TRUE(WriteAndFsync(m.Path("b"), b));
+  m.Crash();
+  const std::string wal = NewestWal(m.store());
+  ASSERT_FALSE(wal.empty()) << "no WAL holds the fsynced writes";
+  const std::string whole = ReadAll(wal);
+  ASSERT_GT(whole.size(), 64u);
+  std::filesystem::resize_file(wal, whole.size() - 40);  // into the last record
+  const auto before = FileStamps(m.store());
+  const auto segments_before = FileStamps(m.store() + "/segments");
+
+  EXPECT_FALSE(m.Start()) << "a store missing acknowledged WAL records was mounted";
+  EXPECT_EQ(m.start_exit_status(), 1);
+  std::string out;
+  EXPECT_NE(RunCapture(std::string(FSCK_BIN) + " -n " + m.store(), &out), 0) << out;
+  EXPECT_NE(out.find("acknowledged"), std::string::npos) << out;
+  EXPECT_NE(out.find("not opened"), std::string::npos) << out;
+  EXPECT_EQ(FileStamps(m.store()), before) << "a refused open changed the store";
+  EXPECT_EQ(FileStamps(m.store() + "/segments"), segments_before);
+
+  // The evidence was kept: with the WAL whole again, nothing acknowledged is missing.
+  {
+    std::ofstream out_wal(wal, std::ios::binary | std::ios::trunc);
+    out_wal << whole;
+  }
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(ReadAll(m.Path("a")), a);
+  EXPECT_EQ(ReadAll(m.Path("b")), b);
+  ASSERT_EQ(m.Stop(), 0);
 }
 
 TEST(AcknowledgedDamage, WaitLeavesTheStoreAsTheDaemonLeftIt) {

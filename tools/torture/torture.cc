@@ -38,8 +38,8 @@ const std::vector<std::string> kStates = {"clean",     "kill-after-fsync", "kill
                                           "power-cut", "collected",        "trimmed"};
 const std::vector<std::string> kDamages = {"none", "bitflip",  "zero-sector",
                                            "swap", "truncate", "remove"};
-const std::vector<std::string> kKinds = {"segment",  "wal",     "sst",      "blob",
-                                         "manifest", "current", "identity", "options"};
+const std::vector<std::string> kKinds = {"segment", "wal",      "sst",     "blob",  "manifest",
+                                         "current", "identity", "options", "synced"};
 
 struct Programs {
   std::string self, stablefs, mkfs, fsck;
@@ -326,6 +326,7 @@ std::vector<std::string> FilesOfKind(const std::string& store, const std::string
                  (kind == "manifest" && name.rfind("MANIFEST-", 0) == 0) ||
                  (kind == "current" && name == "CURRENT") ||
                  (kind == "identity" && name == "IDENTITY") ||
+                 (kind == "synced" && name == "SYNCED") ||
                  (kind == "options" && name.rfind("OPTIONS-", 0) == 0);
     if (match) out.push_back(e.path().string());
   }
@@ -559,7 +560,8 @@ void Usage() {
       "  --states   clean,kill-after-fsync,kill-in-writeback,power-cut,collected,trimmed\n"
       "             (default: all)\n"
       "  --damage   none,bitflip,zero-sector,swap,truncate,remove (default: all)\n"
-      "  --kinds    segment,wal,sst,blob,manifest,current,identity,options (default: all)\n"
+      "  --kinds    segment,wal,sst,blob,manifest,current,identity,options,synced\n"
+      "             (default: all)\n"
       "  --rounds   damage positions tried per cell (default: 1)\n"
       "  --sample   check only N cells, chosen by the seed (default: every cell)\n"
       "  --every-cut  also cut the power at every step of the workload, undamaged\n"

@@ -1,0 +1,250 @@
+// The synced log (storage/synced_log.h): its records, and the opens it refuses. A store whose
+// WAL or MANIFEST lost part of what its syncs acknowledged is not opened, and its files are left
+// as they were; a store that lost only what no sync acknowledged opens as before.
+#include "storage/synced_log.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "storage/rocks_block_store.h"
+#include "tests/util/temp_dir.h"
+
+namespace stablefs {
+namespace {
+
+using stablefs::testing::TempDir;
+namespace fs = std::filesystem;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteAll(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+
+void FlipByte(const std::string& path, uint64_t at) {
+  std::string d = ReadAll(path);
+  d[at] ^= 0x20;
+  WriteAll(path, d);
+}
+
+TEST(SyncedLogTest, TheMarkIsTheNewestIntactRecord) {
+  TempDir dir;
+  const std::string store = dir.Sub("s");
+  fs::create_directories(store);
+  bool found = true;
+  SyncedMark mark;
+  ASSERT_TRUE(SyncedLog::Read(store, &found, &mark).ok());
+  EXPECT_FALSE(found);
+
+  std::unique_ptr<SyncedLog> log;
+  SyncedMark first;
+  first.generation = 7;
+  first.sequence = 10;
+  ASSERT_TRUE(SyncedLog::Start(rocksdb::FileSystem::Default().get(), store, first, &log).ok());
+  ASSERT_TRUE(log->Append(20, 5, 100).ok());
+  ASSERT_TRUE(log->Append(15, 6, 200).ok());  // a sequence never goes back
+  ASSERT_TRUE(SyncedLog::Read(store, &found, &mark).ok());
+  ASSERT_TRUE(found);
+  EXPECT_EQ(mark.generation, 9u);
+  EXPECT_EQ(mark.sequence, 20u);
+  EXPECT_EQ(mark.manifest_number, 6u);
+  EXPECT_EQ(mark.manifest_size, 200u);
+
+  // The last record damaged or torn: the one before it.
+  const std::string path = SyncedLog::FileName(store);
+  const std::string whole = ReadAll(path);
+  ASSERT_EQ(whole.size(), 3 * SyncedLog::kRecordSize);
+  uint64_t damaged = 0;
+  FlipByte(path, 2 * SyncedLog::kRecordSize + 17);
+  ASSERT_TRUE(SyncedLog::Read(store, &found, &mark, &damaged).ok());
+  EXPECT_EQ(mark.generation, 8u);
+  EXPECT_EQ(mark.manifest_number, 5u);
+  EXPECT_EQ(damaged, 1u);
+  WriteAll(path, whole.substr(0, 2 * SyncedLog::kRecordSize + 20));
+  ASSERT_TRUE(SyncedLog::Read(store, &found, &mark, &damaged).ok());
+  EXPECT_EQ(mark.generation, 8u);
+  EXPECT_EQ(damaged, 1u);
+  // Nothing intact at all is Corruption; an empty file is an empty log.
+  WriteAll(path, std::string(100, 'x'));
+  Status s = SyncedLog::Read(store, &found, &mark);
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  WriteAll(path, "");
+  ASSERT_TRUE(SyncedLog::Read(store, &found, &mark).ok());
+  EXPECT_TRUE(found);
+  EXPECT_EQ(mark.generation, 0u);
+}
+
+TEST(SyncedLogTest, ALongLogIsRewrittenWithItsNewestRecord) {
+  TempDir dir;
+  const std::string store = dir.Sub("s");
+  fs::create_directories(store);
+  std::unique_ptr<SyncedLog> log;
+  ASSERT_TRUE(
+      SyncedLog::Start(rocksdb::FileSystem::Default().get(), store, SyncedMark(), &log).ok());
+  const uint64_t n = SyncedLog::kMaxBytes / SyncedLog::kRecordSize + 10;
+  for (uint64_t i = 1; i <= n; i++) ASSERT_TRUE(log->Append(i, 1, i * 10).ok());
+  EXPECT_LE(fs::file_size(SyncedLog::FileName(store)), SyncedLog::kMaxBytes);
+  EXPECT_FALSE(fs::exists(SyncedLog::FileName(store) + ".new"));
+  bool found = false;
+  SyncedMark mark;
+  ASSERT_TRUE(SyncedLog::Read(store, &found, &mark).ok());
+  EXPECT_EQ(mark.sequence, n);
+  EXPECT_EQ(mark.generation, n);
+}
+
+class SyncedStoreTest : public ::testing::Test {
+ protected:
+  RocksOptions Options() {
+    RocksOptions o;
+    o.flush_on_close = false;  // closing stands for a crash: the WAL keeps what it holds
+    return o;
+  }
+  void Create() {
+    Status s = RocksBlockStore::Create(path_, CreateOptions(), Options(), &store_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  Status Open() {
+    store_.reset();
+    return RocksBlockStore::Open(path_, Options(), &store_);
+  }
+  Status Put(const std::string& key, const std::string& value, bool sync) {
+    WriteBatch b;
+    b.Put(Space::kXattr, key, value);
+    return store_->Write(b, WriteOptions{.sync = sync});
+  }
+  std::string Get(const std::string& key) {
+    std::string v;
+    Status s = store_->Get(Space::kXattr, key, &v);
+    if (s.IsNotFound()) return "<absent>";
+    return s.ok() ? v : s.ToString();
+  }
+  std::string NewestWal() {
+    std::string newest;
+    for (const auto& e : fs::directory_iterator(path_)) {
+      if (e.path().extension() == ".log" && fs::file_size(e.path()) > 0 &&
+          e.path().string() > newest) {
+        newest = e.path().string();
+      }
+    }
+    return newest;
+  }
+  // Every file of the store with its size and content.
+  std::map<std::string, std::string> Files() {
+    std::map<std::string, std::string> out;
+    for (const auto& e : fs::directory_iterator(path_)) {
+      if (e.is_regular_file()) out[e.path().filename().string()] = ReadAll(e.path());
+    }
+    return out;
+  }
+
+  TempDir dir_;
+  const std::string path_ = dir_.Sub("store");
+  std::unique_ptr<RocksBlockStore> store_;
+};
+
+TEST_F(SyncedStoreTest, AWalCutIntoItsAcknowledgedPartIsRefusedAndLeftAsItWas) {
+  for (bool by_sync : {false, true}) {
+    SCOPED_TRACE(by_sync ? "Sync()" : "a sync write");
+    store_.reset();
+    fs::remove_all(path_);
+    Create();
+    ASSERT_TRUE(Put("a", "1", false).ok());
+    if (by_sync) {
+      ASSERT_TRUE(Put("b", "2", false).ok());
+      ASSERT_TRUE(store_->Sync().ok());
+    } else {
+      ASSERT_TRUE(Put("b", "2", true).ok());
+    }
+    store_.reset();
+    const std::string wal = NewestWal();
+    ASSERT_FALSE(wal.empty());
+    const std::string whole = ReadAll(wal);
+    fs::resize_file(wal, whole.size() - 5);
+    const auto before = Files();
+    Status s = Open();
+    EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+    EXPECT_NE(s.message().find("acknowledged"), std::string::npos) << s.message();
+    EXPECT_EQ(Files(), before) << "a refused open changed the store";
+    // Read-only (fsck's open) refuses it as well.
+    RocksOptions ro = Options();
+    ro.read_only = true;
+    s = RocksBlockStore::Open(path_, ro, &store_);
+    EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+    EXPECT_EQ(Files(), before);
+    // Whole again, it opens with everything.
+    WriteAll(wal, whole);
+    ASSERT_TRUE(Open().ok());
+    EXPECT_EQ(Get("a"), "1");
+    EXPECT_EQ(Get("b"), "2");
+  }
+}
+
+TEST_F(SyncedStoreTest, AnUnacknowledgedTailCutShortOpensWithTheAcknowledgedWrites) {
+  Create();
+  ASSERT_TRUE(Put("a", "1", true).ok());
+  const std::string wal = NewestWal();
+  const uint64_t acknowledged = fs::file_size(wal);
+  ASSERT_TRUE(Put("b", std::string(300, 'b'), false).ok());
+  store_.reset();
+  ASSERT_GT(fs::file_size(wal), acknowledged);
+  fs::resize_file(wal, acknowledged + 10);  // a torn tail: only the unsynced write
+  Status s = Open();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Get("a"), "1");
+  EXPECT_EQ(Get("b"), "<absent>");
+}
+
+TEST_F(SyncedStoreTest, AManifestCutBelowItsSyncedSizeIsRefused) {
+  Create();
+  ASSERT_TRUE(Put("a", "1", true).ok());
+  ASSERT_TRUE(store_->Trim().ok());  // flushes and compacts: version edits in the MANIFEST
+  ASSERT_TRUE(Put("b", "2", true).ok());
+  store_.reset();
+  bool found = false;
+  SyncedMark mark;
+  ASSERT_TRUE(SyncedLog::Read(path_, &found, &mark).ok());
+  ASSERT_TRUE(found);
+  char name[32];
+  std::snprintf(name, sizeof(name), "/MANIFEST-%06llu",
+                static_cast<unsigned long long>(mark.manifest_number));
+  const std::string manifest = path_ + name;
+  ASSERT_EQ(fs::file_size(manifest), mark.manifest_size);
+  fs::resize_file(manifest, mark.manifest_size - 30);
+  const auto before = Files();
+  Status s = Open();
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.message().find("MANIFEST"), std::string::npos) << s.message();
+  EXPECT_EQ(Files(), before);
+}
+
+TEST_F(SyncedStoreTest, AStoreWithoutItsLogOpensAndStartsOne) {
+  Create();
+  ASSERT_TRUE(Put("a", "1", true).ok());
+  store_.reset();
+  fs::remove(SyncedLog::FileName(path_));
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(Get("a"), "1");
+  EXPECT_TRUE(fs::exists(SyncedLog::FileName(path_)));
+  ASSERT_TRUE(Put("b", "2", true).ok());
+  store_.reset();
+  bool found = false;
+  SyncedMark mark;
+  ASSERT_TRUE(SyncedLog::Read(path_, &found, &mark).ok());
+  EXPECT_TRUE(found);
+  EXPECT_GT(mark.sequence, 0u);
+}
+
+}  // namespace
+}  // namespace stablefs
