@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "storage/coding.h"
+#include "storage/rocks_status.h"
 #include "storage/synced_log.h"
 #include "storage/wal_marks.h"
 
@@ -49,27 +50,6 @@ class StderrLogger : public rocksdb::Logger {
 
 rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 std::string_view ToView(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
-
-// The one translation of RocksDB's status codes. `context` is built only on failure: a string,
-// or a callable returning one.
-template <class Context>
-Status FromRocks(const rocksdb::Status& s, const Context& context) {
-  if (s.ok()) return Status::Ok();
-  std::string msg;
-  if constexpr (std::is_invocable_v<Context>) {
-    msg = context();
-  } else {
-    msg = std::string(context);
-  }
-  msg += ": ";
-  msg += s.ToString();
-  if (s.IsNotFound()) return Status::NotFound(msg);
-  if (s.IsCorruption()) return Status::Corruption(msg);
-  if (s.IsNoSpace()) return Status::NoSpace(msg);
-  if (s.IsNotSupported()) return Status::NotSupported(msg);
-  if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
-  return Status::IOError(msg);
-}
 
 // Memtable sizes, scaled down on a small disk: a flush needs as much free space as the
 // memtables hold, and that space is kept in reserve (see SpaceFor()).

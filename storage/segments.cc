@@ -16,6 +16,7 @@
 
 #include "storage/coding.h"
 #include "storage/format.h"
+#include "storage/rocks_status.h"
 
 namespace stablefs {
 
@@ -29,12 +30,6 @@ constexpr size_t kSegmentHeaderFields = 8 + 4 + 16 + 4 + 1 + 1 + 4;
 constexpr size_t kRunHeaderFields = 8 + 8 + 8 + 4;
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
-
-Status FromIo(const rocksdb::IOStatus& s, const std::string& what) {
-  if (s.ok()) return Status::Ok();
-  if (s.IsNoSpace()) return Status::NoSpace(what + ": " + s.ToString());
-  return Status::IOError(what + ": " + s.ToString());
-}
 
 void EncodeSegmentHeader(char* block, uint32_t number, const std::array<uint8_t, 16>& uuid,
                          const pi::Profile& p) {
@@ -128,11 +123,11 @@ Status Segments::Open(const Options& options, bool create, std::unique_ptr<Segme
   const rocksdb::IOOptions io;
   if (create) {
     STABLEFS_RETURN_IF_ERROR(
-        FromIo(s->fs_->CreateDirIfMissing(s->dir_, io, nullptr), "cannot create " + s->dir_));
+        FromRocks(s->fs_->CreateDirIfMissing(s->dir_, io, nullptr), "cannot create " + s->dir_));
   }
   std::vector<std::string> children;
   STABLEFS_RETURN_IF_ERROR(
-      FromIo(s->fs_->GetChildren(s->dir_, io, &children, nullptr), "cannot list " + s->dir_));
+      FromRocks(s->fs_->GetChildren(s->dir_, io, &children, nullptr), "cannot list " + s->dir_));
   MutexLock l(&s->mu_);
   for (const std::string& name : children) {
     unsigned number;
@@ -149,8 +144,8 @@ Status Segments::Open(const Options& options, bool create, std::unique_ptr<Segme
     if (!PreadFull(fd, header, kBlockSize, 0)) {
       // A power cut between creating the file and syncing its header: nothing refers to it.
       if (errno == 0) {
-        STABLEFS_RETURN_IF_ERROR(FromIo(s->fs_->DeleteFile(path, io, nullptr),
-                                        "cannot remove the empty segment " + path));
+        STABLEFS_RETURN_IF_ERROR(FromRocks(s->fs_->DeleteFile(path, io, nullptr),
+                                           "cannot remove the empty segment " + path));
         continue;
       }
       return Status::IOError(Errno("cannot read " + path));
@@ -218,8 +213,9 @@ Status Segments::CheckIdentity(const std::array<uint8_t, 16>& uuid, const pi::Pr
 Status Segments::SyncDir() {
   std::unique_ptr<rocksdb::FSDirectory> d;
   const rocksdb::IOOptions io;
-  STABLEFS_RETURN_IF_ERROR(FromIo(fs_->NewDirectory(dir_, io, &d, nullptr), "cannot open " + dir_));
-  return FromIo(d->Fsync(io, nullptr), "cannot sync " + dir_);
+  STABLEFS_RETURN_IF_ERROR(
+      FromRocks(fs_->NewDirectory(dir_, io, &d, nullptr), "cannot open " + dir_));
+  return FromRocks(d->Fsync(io, nullptr), "cannot sync " + dir_);
 }
 
 Status Segments::OpenNext() {
@@ -229,13 +225,14 @@ Status Segments::OpenNext() {
   auto open = std::make_shared<Open_>();
   open->number = number;
   std::unique_ptr<rocksdb::FSWritableFile> w;
-  STABLEFS_RETURN_IF_ERROR(FromIo(fs_->NewWritableFile(path, rocksdb::FileOptions(), &w, nullptr),
-                                  "cannot create segment " + path));
+  STABLEFS_RETURN_IF_ERROR(
+      FromRocks(fs_->NewWritableFile(path, rocksdb::FileOptions(), &w, nullptr),
+                "cannot create segment " + path));
   char header[kBlockSize];
   EncodeSegmentHeader(header, number, uuid_, pi_);
   rocksdb::IOStatus st = w->Append(rocksdb::Slice(header, kBlockSize), io, nullptr);
   if (st.ok()) st = w->Sync(io, nullptr);
-  Status s = FromIo(st, "cannot write the header of segment " + path);
+  Status s = FromRocks(st, "cannot write the header of segment " + path);
   // The name must be durable before any pointer into the file can be.
   if (s.ok()) s = SyncDir();
   int fd = s.ok() ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC) : -1;
@@ -269,7 +266,7 @@ Status Segments::SealLocked() {
   rocksdb::IOStatus cl = o->writable->Close(io, nullptr);
   o->writable.reset();
   if (st.ok()) st = cl;
-  Status s = FromIo(st, "cannot seal segment " + FileName(dir_, o->number));
+  Status s = FromRocks(st, "cannot seal segment " + FileName(dir_, o->number));
   if (!s.ok() && failed_.ok()) failed_ = s;
   return s;
 }
@@ -307,7 +304,7 @@ Status Segments::Append(uint64_t ino, uint64_t first, size_t n, const char* cons
     // The file may hold part of the run: later runs go to a new segment, and this one is
     // sealed as it is (its torn run is never referred to). A full disk is no lasting failure;
     // a failed sync of what was appended before is (SealLocked).
-    Status s = FromIo(st, "cannot append to segment " + FileName(dir_, o->number));
+    Status s = FromRocks(st, "cannot append to segment " + FileName(dir_, o->number));
     (void)SealLocked();
     return s;
   }
@@ -337,8 +334,8 @@ Status Segments::Sync(SegmentWatermark* durable) {
     MutexLock f(&o->file_mu);
     // A segment sealed meanwhile was synced by the seal (which records a failure itself).
     if (o->writable != nullptr) {
-      st = FromIo(o->writable->Sync(rocksdb::IOOptions(), nullptr),
-                  "cannot sync segment " + FileName(dir_, o->number));
+      st = FromRocks(o->writable->Sync(rocksdb::IOOptions(), nullptr),
+                     "cannot sync segment " + FileName(dir_, o->number));
       uint32_t prev = o->synced.load();
       while (st.ok() && prev < slots && !o->synced.compare_exchange_weak(prev, slots)) {
       }
@@ -465,7 +462,7 @@ Status Segments::Remove(uint32_t segment) {
   const std::string path = FileName(dir_, segment);
   STABLEFS_RETURN_IF_ERROR(Forget(segment));
   STABLEFS_RETURN_IF_ERROR(
-      FromIo(fs_->DeleteFile(path, rocksdb::IOOptions(), nullptr), "cannot remove " + path));
+      FromRocks(fs_->DeleteFile(path, rocksdb::IOOptions(), nullptr), "cannot remove " + path));
   return SyncDir();
 }
 

@@ -10,6 +10,7 @@
 
 #include "storage/coding.h"
 #include "storage/pi.h"
+#include "storage/rocks_status.h"
 
 namespace stablefs {
 
@@ -17,12 +18,6 @@ namespace {
 
 constexpr std::string_view kMagic = "stablsyn";
 constexpr size_t kFields = 8 + 8 + 8 + 8 + 8;  // before the checksum
-
-Status FromIo(const rocksdb::IOStatus& s, const std::string& what) {
-  if (s.ok()) return Status::Ok();
-  if (s.IsNoSpace()) return Status::NoSpace(what + ": " + s.ToString());
-  return Status::IOError(what + ": " + s.ToString());
-}
 
 void EncodeRecord(char* r, const SyncedMark& m) {
   std::memcpy(r, kMagic.data(), 8);
@@ -111,19 +106,19 @@ Status SyncedLog::Rewrite(const SyncedMark& mark) {
     file_.reset();
   }
   std::unique_ptr<rocksdb::FSWritableFile> w;
-  STABLEFS_RETURN_IF_ERROR(FromIo(fs_->NewWritableFile(fresh, rocksdb::FileOptions(), &w, nullptr),
-                                  "cannot create " + fresh));
+  STABLEFS_RETURN_IF_ERROR(FromRocks(
+      fs_->NewWritableFile(fresh, rocksdb::FileOptions(), &w, nullptr), "cannot create " + fresh));
   char r[kRecordSize];
   EncodeRecord(r, mark);
   rocksdb::IOStatus st = w->Append(rocksdb::Slice(r, kRecordSize), io, nullptr);
   if (st.ok()) st = w->Sync(io, nullptr);
-  STABLEFS_RETURN_IF_ERROR(FromIo(st, "cannot write " + fresh));
+  STABLEFS_RETURN_IF_ERROR(FromRocks(st, "cannot write " + fresh));
   STABLEFS_RETURN_IF_ERROR(
-      FromIo(fs_->RenameFile(fresh, path, io, nullptr), "cannot rename " + fresh));
+      FromRocks(fs_->RenameFile(fresh, path, io, nullptr), "cannot rename " + fresh));
   std::unique_ptr<rocksdb::FSDirectory> d;
   STABLEFS_RETURN_IF_ERROR(
-      FromIo(fs_->NewDirectory(store_, io, &d, nullptr), "cannot open " + store_));
-  STABLEFS_RETURN_IF_ERROR(FromIo(d->Fsync(io, nullptr), "cannot sync " + store_));
+      FromRocks(fs_->NewDirectory(store_, io, &d, nullptr), "cannot open " + store_));
+  STABLEFS_RETURN_IF_ERROR(FromRocks(d->Fsync(io, nullptr), "cannot sync " + store_));
   file_ = std::move(w);
   bytes_ = kRecordSize;
   last_ = mark;
@@ -146,7 +141,7 @@ Status SyncedLog::Append(uint64_t sequence, uint64_t manifest_number, uint64_t m
     EncodeRecord(r, m);
     rocksdb::IOStatus st = file_->Append(rocksdb::Slice(r, kRecordSize), io, nullptr);
     if (st.ok()) st = file_->Sync(io, nullptr);
-    s = FromIo(st, "cannot write " + FileName(store_));
+    s = FromRocks(st, "cannot write " + FileName(store_));
     if (s.ok()) {
       bytes_ += kRecordSize;
       last_ = m;

@@ -140,6 +140,15 @@ class SyncedStoreTest : public ::testing::Test {
     }
     return newest;
   }
+  // The store's newest synced mark; fails the test if the log has none.
+  SyncedMark Mark() {
+    bool found = false;
+    SyncedMark mark;
+    Status s = SyncedLog::Read(path_, &found, &mark);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_TRUE(found) << "no synced mark in " << SyncedLog::FileName(path_);
+    return mark;
+  }
   // Every file of the store with its size and content.
   std::map<std::string, std::string> Files() {
     std::map<std::string, std::string> out;
@@ -212,10 +221,7 @@ TEST_F(SyncedStoreTest, AManifestCutBelowItsSyncedSizeIsRefused) {
   ASSERT_TRUE(store_->Trim().ok());  // flushes and compacts: version edits in the MANIFEST
   ASSERT_TRUE(Put("b", "2", true).ok());
   store_.reset();
-  bool found = false;
-  SyncedMark mark;
-  ASSERT_TRUE(SyncedLog::Read(path_, &found, &mark).ok());
-  ASSERT_TRUE(found);
+  const SyncedMark mark = Mark();
   char name[32];
   std::snprintf(name, sizeof(name), "/MANIFEST-%06llu",
                 static_cast<unsigned long long>(mark.manifest_number));
@@ -239,11 +245,7 @@ TEST_F(SyncedStoreTest, AStoreWithoutItsLogOpensAndStartsOne) {
   EXPECT_TRUE(fs::exists(SyncedLog::FileName(path_)));
   ASSERT_TRUE(Put("b", "2", true).ok());
   store_.reset();
-  bool found = false;
-  SyncedMark mark;
-  ASSERT_TRUE(SyncedLog::Read(path_, &found, &mark).ok());
-  EXPECT_TRUE(found);
-  EXPECT_GT(mark.sequence, 0u);
+  EXPECT_GT(Mark().sequence, 0u);
 }
 
 }  // namespace
