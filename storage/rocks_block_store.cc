@@ -1274,7 +1274,9 @@ Status RocksBlockStore::Acknowledge(uint64_t sequence) {
   while (wanted < sequence &&
          !acknowledge_wanted_.compare_exchange_weak(wanted, sequence, std::memory_order_relaxed)) {
   }
+  if (acknowledge_hook_) acknowledge_hook_(AcknowledgeStep::kWanted, sequence);
   MutexLock l(&synced_mu_);
+  if (acknowledge_hook_) acknowledge_hook_(AcknowledgeStep::kLocked, sequence);
   if (synced_log_ == nullptr || synced_log_->last().sequence >= sequence) return Status::Ok();
   uint64_t number = 0, size = 0;
   STABLEFS_RETURN_IF_ERROR(ManifestNow(&number, &size));

@@ -131,6 +131,15 @@ class RocksBlockStore : public BlockStore {
   // Writes whose segment data did not survive a power cut, dropped by the last open's recovery.
   uint64_t recovery_dropped_writes() const { return recovery_dropped_; }
 
+  // ---- Test hooks ----
+  // Where a syncer is inside Acknowledge: kWanted once it has published its sequence as wanted
+  // and before it takes the synced log's lock; kLocked holding that lock, before it reads the
+  // highest sequence wanted and appends a record for it. Set before any write; the hook runs on
+  // the syncer's thread and must not call the store.
+  enum class AcknowledgeStep { kWanted, kLocked };
+  using AcknowledgeHook = std::function<void(AcknowledgeStep step, uint64_t sequence)>;
+  void TEST_SetAcknowledgeHook(AcknowledgeHook hook) { acknowledge_hook_ = std::move(hook); }
+
  protected:
   Status DoGet(Space s, std::string_view key, std::string* value) override;
   Status DoScan(Space s, std::string_view begin, std::string_view end,
@@ -235,7 +244,8 @@ class RocksBlockStore : public BlockStore {
 
   Mutex synced_mu_;
   std::unique_ptr<SyncedLog> synced_log_ GUARDED_BY(synced_mu_);
-  std::atomic<uint64_t> acknowledge_wanted_{0};          // the highest sequence asked for
+  std::atomic<uint64_t> acknowledge_wanted_{0};  // the highest sequence asked for
+  AcknowledgeHook acknowledge_hook_;
   std::atomic<RocksBlockStore*> synced_store_{nullptr};  // what FlushListener records into
   bool probe_ = false;  // a read-only open that only asks how far a recovery reaches
 };

@@ -53,4 +53,21 @@ TEST(TortureStore, TheWalAndManifestOfACrashedStoreLoseNothingAcknowledged) {
       "--damage bitflip,zero-sector,truncate,remove");
 }
 
+// Guarantee 5 for the tool itself: a bad option is one line naming it and exit 8, and nothing
+// is run; --help is the usage and exit 0.
+TEST(TortureStore, BadOptionsAreOneClearLineAndNothingRuns) {
+  const std::string bin = std::string(STABLEFSCTL_BIN) + " torture-store ";
+  for (const char* args : {"--rounds 0", "--rounds x", "--seed 12a", "--sample -1",
+                           "--states clean,sunny", "--kinds wal,floppy", "--bogus"}) {
+    SCOPED_TRACE(args);
+    std::string out;
+    EXPECT_EQ(RunCapture(bin + args, &out), 8) << out;
+    EXPECT_NE(out.find("stablefsctl: torture-store:"), std::string::npos) << out;
+    EXPECT_EQ(out.find(", work in "), std::string::npos) << out;  // nothing was run
+  }
+  std::string out;
+  EXPECT_EQ(RunCapture(bin + "--help", &out), 0) << out;
+  EXPECT_NE(out.find("usage: stablefsctl torture-store"), std::string::npos) << out;
+}
+
 }  // namespace

@@ -7,10 +7,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "storage/rocks_block_store.h"
 #include "tests/util/temp_dir.h"
@@ -246,6 +249,106 @@ TEST_F(SyncedStoreTest, AStoreWithoutItsLogOpensAndStartsOne) {
   ASSERT_TRUE(Put("b", "2", true).ok());
   store_.reset();
   EXPECT_GT(Mark().sequence, 0u);
+}
+
+// Two syncers, one record. Where the second syncer is held is set by the hook in
+// Acknowledge (no timing): either way exactly one record is appended, it covers both writes,
+// and both syncs return only once it is durable.
+using Step = RocksBlockStore::AcknowledgeStep;
+
+// Holds a syncer at one step until told to go on; records the sequences each step saw.
+class Gate {
+ public:
+  // Blocks until `done` holds under the gate's lock.
+  template <class Pred>
+  void WaitFor(Pred done) {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return done(); });
+  }
+  template <class Fn>
+  void Update(Fn fn) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      fn();
+    }
+    cv_.notify_all();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t first = 0;   // the first syncer's sequence, once it is held
+  uint64_t second = 0;  // the second syncer's sequence, once it has asked
+  bool release = false;
+};
+
+uint64_t Records(const std::string& store) {
+  return fs::file_size(SyncedLog::FileName(store)) / SyncedLog::kRecordSize;
+}
+
+TEST_F(SyncedStoreTest, ALaterSyncersRecordCoversAnEarlierOneWaitingForTheLock) {
+  Create();
+  Gate g;
+  // The first syncer is held after asking and before the lock; the second runs through.
+  store_->TEST_SetAcknowledgeHook([&](Step step, uint64_t sequence) {
+    if (step != Step::kWanted) return;
+    bool hold = false;
+    g.Update([&] {
+      if (g.first == 0) {
+        g.first = sequence;
+        hold = true;
+      } else {
+        g.second = sequence;
+      }
+    });
+    if (hold) g.WaitFor([&] { return g.release; });
+  });
+  const uint64_t before = Records(path_);
+  Status a;
+  std::thread first([&] { a = Put("a", "1", true); });
+  g.WaitFor([&] { return g.first != 0; });
+  Status b = Put("b", "2", true);
+  ASSERT_TRUE(b.ok()) << b.ToString();
+  EXPECT_EQ(Records(path_), before + 1);  // the second syncer's record, already durable
+  g.Update([&] { g.release = true; });
+  first.join();
+  ASSERT_TRUE(a.ok()) << a.ToString();
+  EXPECT_GT(g.second, g.first);
+  EXPECT_EQ(Records(path_), before + 1) << "the held syncer appended a record already written";
+  store_->TEST_SetAcknowledgeHook(nullptr);
+  store_.reset();
+  EXPECT_EQ(Mark().sequence, g.second);
+}
+
+TEST_F(SyncedStoreTest, ARecordWrittenUnderTheLockCoversASyncerThatAskedMeanwhile) {
+  Create();
+  Gate g;
+  // The first syncer is held holding the lock until the second has asked (and then waits
+  // for the lock); the record the first writes must then cover the second.
+  store_->TEST_SetAcknowledgeHook([&](Step step, uint64_t sequence) {
+    bool hold = false;
+    g.Update([&] {
+      if (step == Step::kLocked && g.first == 0) {
+        g.first = sequence;
+        hold = true;
+      } else if (step == Step::kWanted && g.first != 0) {
+        g.second = sequence;
+      }
+    });
+    if (hold) g.WaitFor([&] { return g.second != 0; });
+  });
+  const uint64_t before = Records(path_);
+  Status a, b;
+  std::thread first([&] { a = Put("a", "1", true); });
+  g.WaitFor([&] { return g.first != 0; });
+  std::thread second([&] { b = Put("b", "2", true); });
+  first.join();
+  second.join();
+  ASSERT_TRUE(a.ok()) << a.ToString();
+  ASSERT_TRUE(b.ok()) << b.ToString();
+  EXPECT_GT(g.second, g.first);
+  EXPECT_EQ(Records(path_), before + 1) << "the second syncer appended a record already written";
+  store_->TEST_SetAcknowledgeHook(nullptr);
+  store_.reset();
+  EXPECT_EQ(Mark().sequence, g.second);
 }
 
 }  // namespace

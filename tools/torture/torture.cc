@@ -20,6 +20,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "tools/compare/util.h"
@@ -562,7 +563,7 @@ void Usage() {
       "  --damage   none,bitflip,zero-sector,swap,truncate,remove (default: all)\n"
       "  --kinds    segment,wal,sst,blob,manifest,current,identity,options,synced\n"
       "             (default: all)\n"
-      "  --rounds   damage positions tried per cell (default: 1)\n"
+      "  --rounds   damage positions tried per cell, 1 to 1000 (default: 1)\n"
       "  --sample   check only N cells, chosen by the seed (default: every cell)\n"
       "  --every-cut  also cut the power at every step of the workload, undamaged\n"
       "  --seed     the seed of positions and cut points (default: from the clock; printed)\n"
@@ -570,11 +571,21 @@ void Usage() {
       "  --keep     keep the stores of WRONG and LOST cases (default: remove everything)\n");
 }
 
-bool Contains(const std::vector<std::string>& all, const std::vector<std::string>& some) {
+// The first of `some` that `all` does not hold, or "" when it holds every one.
+std::string Unknown(const std::vector<std::string>& all, const std::vector<std::string>& some) {
   for (const std::string& s : some) {
-    if (std::find(all.begin(), all.end(), s) == all.end()) return false;
+    if (std::find(all.begin(), all.end(), s) == all.end()) return s.empty() ? "(empty)" : s;
   }
-  return true;
+  return "";
+}
+
+// A decimal number, all of `s`.
+bool ParseCount(const char* s, uint64_t* n) {
+  if (*s < '0' || *s > '9') return false;
+  char* end = nullptr;
+  errno = 0;
+  *n = std::strtoull(s, &end, 10);
+  return errno == 0 && *end == '\0';
 }
 
 char Letter(const std::string& outcome) {
@@ -595,7 +606,10 @@ int TortureMain(int argc, char** argv) {
     const std::string a = argv[i];
     auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
     const char* v = nullptr;
-    if (a == "--every-cut") {
+    if (a == "--help" || a == "-h") {
+      Usage();
+      return 0;
+    } else if (a == "--every-cut") {
       o.every_cut = true;
     } else if (a == "--keep") {
       o.keep = true;
@@ -605,9 +619,20 @@ int TortureMain(int argc, char** argv) {
       if (a == "--states") o.states = SplitList(v);
       if (a == "--damage") o.damages = SplitList(v);
       if (a == "--kinds") o.kinds = SplitList(v);
-      if (a == "--rounds") o.rounds = std::max(1, std::atoi(v));
-      if (a == "--sample") o.sample = std::strtoull(v, nullptr, 10);
-      if (a == "--seed") o.seed = std::strtoull(v, nullptr, 10);
+      uint64_t n = 0;
+      const bool number = a == "--rounds" || a == "--sample" || a == "--seed";
+      if (number && !ParseCount(v, &n)) {
+        std::fprintf(stderr, "stablefsctl: torture-store: %s takes a number, not '%s'\n", a.c_str(),
+                     v);
+        return kError;
+      }
+      if (a == "--rounds" && (n < 1 || n > 1000)) {
+        std::fprintf(stderr, "stablefsctl: torture-store: --rounds takes 1 to 1000, not %s\n", v);
+        return kError;
+      }
+      if (a == "--rounds") o.rounds = static_cast<int>(n);
+      if (a == "--sample") o.sample = n;
+      if (a == "--seed") o.seed = n;
       if (a == "--dir") o.work = v;
     } else {
       Usage();
@@ -615,11 +640,16 @@ int TortureMain(int argc, char** argv) {
       return kError;
     }
   }
-  if (!Contains(kStates, o.states) || !Contains(kDamages, o.damages) ||
-      !Contains(kKinds, o.kinds)) {
-    Usage();
-    std::fprintf(stderr, "stablefsctl: torture-store: unknown state, damage or kind\n");
-    return kError;
+  for (const auto& [what, all, some] :
+       {std::tuple{"state", &kStates, &o.states}, std::tuple{"damage", &kDamages, &o.damages},
+        std::tuple{"kind", &kKinds, &o.kinds}}) {
+    const std::string unknown = Unknown(*all, *some);
+    if (!unknown.empty()) {
+      Usage();
+      std::fprintf(stderr, "stablefsctl: torture-store: no %s is called '%s'\n", what,
+                   unknown.c_str());
+      return kError;
+    }
   }
   if (access("/dev/fuse", R_OK | W_OK) != 0) {
     std::fprintf(stderr, "stablefsctl: torture-store: no /dev/fuse\n");
