@@ -10,6 +10,8 @@
 #include <map>
 #include <set>
 
+#include "storage/verifier.h"
+
 namespace stablefs {
 
 std::string JsonEscape(const std::string& s) {
@@ -30,17 +32,6 @@ std::string JsonEscape(const std::string& s) {
 }
 
 namespace {
-
-// The store's protection messages begin with "inode N offset M: "; the report prints the place
-// itself.
-std::string WithoutPlace(const std::string& message) {
-  const size_t colon = message.find(": ");
-  if (message.rfind("inode ", 0) != 0 || colon == std::string::npos ||
-      message.find(" offset ") > colon) {
-    return message;
-  }
-  return message.substr(colon + 2);
-}
 
 struct Entry {
   uint64_t parent;
@@ -316,58 +307,33 @@ Status Fsck(BlockStore* store, bool repair, FsckReport* r, const FsckProgress& p
     }
   }
 
-  // Every block against its tuples; every block map entry against the data.
-  const size_t tb = store->tuple_bytes_per_block();
+  // Every block against its tuples; every block map entry against the data (storage/verifier.h,
+  // the same check scrub and stablefsctl verify make). Data or preallocated blocks of an inode
+  // that does not exist are collected for repair.
   uint64_t expected_blocks = 0;
   for (const auto& [ino, rec] : inodes) {
     if (S_ISREG(rec.mode)) expected_blocks += rec.blocks;
   }
-  STABLEFS_RETURN_IF_ERROR(
-      store->Scan(Space::kData, "", "", [&](std::string_view k, std::string_view v) {
-        uint64_t ino, index;
-        r->blocks++;
-        tick("blocks", r->blocks, expected_blocks);
-        if (!ParseDataKey(k, &ino, &index)) {
-          problem(0, 0, "malformed data key", false);
-          return true;
-        }
-        if (v.size() != kBlockSize + tb) {
-          // Empty: the record cannot be read (a damaged table block or blob file).
-          problem(ino, index * kBlockSize,
-                  v.empty() ? "data record cannot be read (damaged table or blob file)"
-                            : "malformed data record",
-                  false);
-          return true;
-        }
-        if (!inodes.count(ino)) dead_blocks.insert(ino);
-        Status s = store->VerifyBlockPi(ino, index, v.data(), v.data() + kBlockSize);
-        if (!s.ok()) {
-          problem(ino, index * kBlockSize, WithoutPlace(s.message()), false);  // never re-protected
-        }
-        return true;
-      }));
-  STABLEFS_RETURN_IF_ERROR(
-      store->Scan(Space::kBlockMap, "", "", [&](std::string_view k, std::string_view value) {
-        uint64_t ino, index;
-        if (!ParseDataKey(k, &ino, &index)) {
-          problem(0, 0, "malformed block map key", false);
-          return true;
-        }
-        if (value == kBlockMapUnwritten) {  // preallocated: no data record, by design
-          if (!inodes.count(ino)) dead_blocks.insert(ino);
-          return true;
-        }
-        if (!value.empty()) {
-          problem(ino, index * kBlockSize, "malformed block map value", false);
-          return true;
-        }
-        std::string v;
-        if (store->Get(Space::kData, k, &v).IsNotFound()) {
-          problem(ino, index * kBlockSize, "block missing: in the block map, not in the data",
-                  false);
-        }
-        return true;
-      }));
+  struct Sink : BlockVerifierSink {
+    void Checked(uint64_t ino, uint64_t) override { checked(ino); }
+    void Unwritten(uint64_t ino, uint64_t) override { unwritten(ino); }
+    void Found(const BlockFinding& f) override { found(f); }
+    std::function<void(uint64_t ino)> checked, unwritten;
+    std::function<void(const BlockFinding&)> found;
+  } sink;
+  sink.checked = [&](uint64_t ino) {
+    r->blocks++;
+    tick("blocks", r->blocks, expected_blocks);
+    if (ino != 0 && !inodes.count(ino)) dead_blocks.insert(ino);
+  };
+  sink.unwritten = [&](uint64_t ino) {
+    if (!inodes.count(ino)) dead_blocks.insert(ino);
+  };
+  const pi::Profile& profile = store->profile();
+  sink.found = [&](const BlockFinding& f) {
+    problem(f.ino, f.Offset(profile), f.What(profile), false);  // never re-protected
+  };
+  STABLEFS_RETURN_IF_ERROR(VerifyAllBlocks(store, &sink));
   for (uint64_t ino : dead_blocks) {
     if (problem(ino, 0, "data blocks of an inode that does not exist", true)) {
       uint64_t removed;

@@ -4,7 +4,8 @@
 // says and has its readdir cookie; every directory's ".." names its parent and no directory has
 // two names; link counts match the entries; unlinked inodes (orphans) and inodes no entry names;
 // blocks past a file's size; the block count of each inode; xattrs of inodes that do not exist;
-// and every data block against its tuples, and every block-map entry against the data.
+// and every data block against its tuples, and every block-map entry against the data (the
+// store's verifier, storage/verifier.h, the same check as scrub's and stablefsctl verify's).
 //
 // Repair (-y) fixes only what needs no guessing: link counts, block counts, orphans and
 // unreachable inodes with no links (freed), entries naming missing inodes (removed), blocks past

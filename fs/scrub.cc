@@ -1,4 +1,5 @@
-// Scrub: chunked scans of the data space, each from one iterator, throttled between chunks.
+// Scrub: the store's verifier (storage/verifier.h) over chunks of the data space, each read by
+// one iterator, throttled between chunks.
 #include "fs/scrub.h"
 
 #include <sys/stat.h>
@@ -10,6 +11,7 @@
 #include <set>
 
 #include "fs/fsck.h"
+#include "storage/verifier.h"
 
 namespace stablefs {
 
@@ -21,23 +23,6 @@ std::string Hex(uint64_t v) {
   char buf[24];
   std::snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
   return buf;
-}
-
-// The problem a block's failed check describes, field by field.
-ScrubProblem MismatchProblem(const pi::Profile& p, uint64_t ino, uint64_t index,
-                             const pi::Mismatch& m) {
-  ScrubProblem r;
-  r.ino = ino;
-  r.offset = index * kBlockSize + uint64_t{m.interval} * p.interval;
-  r.field = pi::FieldName(m.field);
-  r.has_values = true;
-  r.expected = m.expected;
-  r.found = m.received;
-  // DescribeMismatch says "inode I offset O: <what>"; the report names inode and offset itself.
-  std::string line = pi::DescribeMismatch(p, ino, index * kBlockSize, m);
-  const size_t colon = line.find(": ");
-  r.what = colon == std::string::npos ? line : line.substr(colon + 2);
-  return r;
 }
 
 }  // namespace
@@ -161,54 +146,29 @@ Status Scrubber::ScrubAll(const ScrubOptions& options) {
 }
 
 Status Scrubber::ScrubChunk(std::string* from, size_t max, bool* more) {
-  const size_t tb = store_->tuple_bytes_per_block();
-  const pi::Profile& p = store_->profile();
-  std::vector<std::string> seen;  // the chunk's data keys, in key order
-  STABLEFS_RETURN_IF_ERROR(
-      store_->Scan(Space::kData, *from, "", [&](std::string_view k, std::string_view v) {
-        seen.emplace_back(k);
-        uint64_t ino = 0, index = 0;
-        pi::Mismatch m;
-        if (!ParseDataKey(k, &ino, &index) || v.size() != kBlockSize + tb) {
-          ScrubProblem r;
-          r.ino = ino;
-          r.offset = index * kBlockSize;
-          r.field = "malformed";
-          r.what = "malformed data record (" + std::to_string(v.size()) + " bytes)";
-          AddProblem(std::move(r));
-        } else if (!store_->CheckBlockPi(ino, index, v.data(), v.data() + kBlockSize, &m)) {
-          AddProblem(MismatchProblem(p, ino, index, m));  // never re-protected
-        }
-        blocks_checked_.fetch_add(1, std::memory_order_relaxed);
-        return seen.size() < max;
-      }));
-  *more = seen.size() == max;
-  // The chunk ends after its last data key; at the end of the data, at the end of the space.
-  std::string end = *more ? seen.back() + '\0' : std::string();
-  std::vector<std::string> unseen;
-  STABLEFS_RETURN_IF_ERROR(
-      store_->Scan(Space::kBlockMap, *from, end, [&](std::string_view k, std::string_view v) {
-        // A preallocated block has no data record by design.
-        if (v != kBlockMapUnwritten && !std::binary_search(seen.begin(), seen.end(), k)) {
-          unseen.emplace_back(k);
-        }
-        return true;
-      }));
-  for (const std::string& k : unseen) {
-    uint64_t ino, index;
-    BlockState state;
-    if (!ParseDataKey(k, &ino, &index)) continue;
-    STABLEFS_RETURN_IF_ERROR(store_->StateOfBlock(ino, index, &state));
-    if (state != BlockState::kLost) continue;  // written or deleted since the chunk was read
-    ScrubProblem r;
-    r.ino = ino;
-    r.offset = index * kBlockSize;
-    r.field = "missing";
-    r.what = "block missing: in the block map, not in the data";
-    AddProblem(std::move(r));
-  }
-  if (*more) *from = end;
-  return Status::Ok();
+  class Sink : public BlockVerifierSink {
+   public:
+    explicit Sink(Scrubber* s) : s_(s) {}
+    void Checked(uint64_t, uint64_t) override {
+      s_->blocks_checked_.fetch_add(1, std::memory_order_relaxed);
+    }
+    void Found(const BlockFinding& f) override {
+      const pi::Profile& p = s_->store_->profile();
+      ScrubProblem r;
+      r.ino = f.ino;
+      r.offset = f.Offset(p);
+      r.field = f.Field();
+      r.has_values = f.kind == BlockFindingKind::kMismatch;
+      r.expected = f.mismatch.expected;
+      r.found = f.mismatch.received;
+      r.what = f.What(p);
+      s_->AddProblem(std::move(r));  // never re-protected
+    }
+
+   private:
+    Scrubber* const s_;
+  } sink(this);
+  return VerifyBlocks(store_, *from, max, &sink, from, more);
 }
 
 void Scrubber::AddProblem(ScrubProblem p) {

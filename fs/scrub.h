@@ -1,6 +1,8 @@
 // Scrub: every data block of a store checked against its tuples while the filesystem stays in use
 // (stablefsctl scrub). A mounted filesystem is scrubbed by its daemon, in a background thread
 // started by an ioctl (fs/scrub_ioctl.h); an unmounted store by the tool itself. Both run this.
+// What counts as damage is the store's verifier's to say (storage/verifier.h): fsck and
+// stablefsctl verify run the same check, so the three never disagree.
 //
 // Consistency without stopping writers: the data space is read in chunks of up to kChunkBlocks
 // blocks, each by one store iterator, which in RocksDB reads at one sequence number (an implicit

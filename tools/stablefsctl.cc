@@ -76,6 +76,7 @@
 #include "fs/scrub_ioctl.h"
 #include "fs/stats.h"
 #include "storage/rocks_block_store.h"
+#include "storage/verifier.h"
 #include "tools/compare/compare.h"
 #include "tools/progress.h"
 #include "tools/torture/torture.h"
@@ -315,40 +316,23 @@ int Inspect(BlockStore* store, const std::string& path, uint64_t offset, bool js
 }
 
 int Verify(BlockStore* store) {
-  uint64_t checked = 0, damaged = 0, lost = 0;
-  Status s = store->Scan(Space::kData, "", "", [&](std::string_view key, std::string_view value) {
-    uint64_t ino, index;
-    checked++;
-    const size_t tb = store->tuple_bytes_per_block();
-    if (!ParseDataKey(key, &ino, &index) || value.size() != kBlockSize + tb) {
-      damaged++;
-      std::printf("malformed data record (%zu bytes)\n", value.size());
-      return true;
+  // The store's verifier (storage/verifier.h), the same check as fsck's and scrub's.
+  struct Sink : BlockVerifierSink {
+    explicit Sink(const pi::Profile& p) : profile(p) {}
+    void Checked(uint64_t, uint64_t) override { checked++; }
+    void Found(const BlockFinding& f) override {
+      (f.kind == BlockFindingKind::kMissing ? missing : damaged)++;
+      std::printf("inode %" PRIu64 " offset %" PRIu64 ": %s\n", f.ino, f.Offset(profile),
+                  f.What(profile).c_str());
     }
-    Status v = store->VerifyBlockPi(ino, index, value.data(), value.data() + kBlockSize);
-    if (!v.ok()) {
-      damaged++;
-      std::printf("%s\n", v.message().c_str());
-    }
-    return true;
-  });
-  if (!s.ok()) return Fail(s.ToString());
-  s = store->Scan(Space::kBlockMap, "", "", [&](std::string_view key, std::string_view) {
-    std::string v;
-    Status g = store->Get(Space::kData, key, &v);
-    uint64_t ino, index;
-    if (g.IsNotFound() && ParseDataKey(key, &ino, &index)) {
-      lost++;
-      std::printf("inode %" PRIu64 " offset %" PRIu64 ": block missing from the store\n", ino,
-                  index * kBlockSize);
-    }
-    return true;
-  });
-  if (!s.ok()) return Fail(s.ToString());
+    const pi::Profile& profile;
+    uint64_t checked = 0, damaged = 0, missing = 0;
+  } sink(store->profile());
+  if (Status s = VerifyAllBlocks(store, &sink); !s.ok()) return Fail(s.ToString());
   std::printf("%" PRIu64 " blocks verified against their tuples: %" PRIu64 " damaged, %" PRIu64
               " missing\n",
-              checked, damaged, lost);
-  return damaged + lost == 0 ? kClean : kDamage;
+              sink.checked, sink.damaged, sink.missing);
+  return sink.damaged + sink.missing == 0 ? kClean : kDamage;
 }
 
 // Writes raw data and tuples at (ino, index), below every check. With above_pi the tuples are

@@ -7,10 +7,14 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include <set>
+#include <tuple>
+
 #include "fs/filesystem.h"
 #include "fs/fsck.h"
 #include "storage/fault_block_store.h"
 #include "storage/mem_block_store.h"
+#include "storage/verifier.h"
 
 namespace stablefs {
 namespace {
@@ -172,6 +176,61 @@ TEST_F(ScrubTest, ACancelledScrubStops) {
   EXPECT_EQ(scrubber.progress().state, ScrubState::kDone);
   EXPECT_EQ(scrubber.progress().blocks_checked, kFileBlocks);
   EXPECT_EQ(scrubber.progress().generation, p.generation + 1);
+}
+
+// Fsck, scrub and the verifier stablefsctl verify prints make one check: the same findings, at
+// the same places, in a store that also holds preallocated blocks, which none of them may call
+// missing (they have no data record by design).
+TEST_F(ScrubTest, FsckScrubAndVerifyFindTheSameDamageAndNoPreallocatedBlockIsMissing) {
+  {
+    std::unique_ptr<Filesystem> fs;
+    ASSERT_TRUE(Filesystem::Open(store_.get(), FilesystemOptions(), &fs).ok());
+    Filesystem::Caller c;
+    struct stat st;
+    std::unique_ptr<OpenFile> f;
+    ASSERT_EQ(fs->Create(kRootIno, "prealloc", 0644, O_RDWR, c, &st, &f), 0);
+    ASSERT_EQ(fs->Fallocate(f.get(), 0, 0, 8 * kBlockSize, c), 0);
+    const std::string block(kBlockSize, 'p');
+    size_t done;
+    ASSERT_EQ(fs->Write(f.get(), 2 * kBlockSize, block.data(), block.size(), &done), 0);
+    ASSERT_EQ(fs->Release(std::move(f)), 0);
+    ASSERT_TRUE(fs->Shutdown().ok());
+  }
+  Damage(3, [&](std::string* d, std::string*) { (*d)[100] ^= 1; });  // guard
+  Damage(9, [&](std::string*, std::string* t) { (*t)[4] ^= 1; });    // a tag
+  WriteBatch b;
+  b.Delete(Space::kData, DataKey(ino_, 7));                            // lost
+  b.Put(Space::kBlockMap, DataKey(ino_, 11), std::string("\x02", 1));  // malformed map value
+  Status w = store_->Write(b, WriteOptions{.verify_pi = false});
+  ASSERT_TRUE(w.ok()) << w.ToString();
+
+  using Findings = std::set<std::tuple<uint64_t, uint64_t, std::string>>;  // inode, offset, what
+  Findings by_fsck, by_scrub, by_verifier;
+  FsckReport r;
+  ASSERT_TRUE(Fsck(store_.get(), false, &r).ok());
+  for (const FsckProblem& q : r.problems) by_fsck.insert({q.ino, q.offset, q.what});
+  std::vector<ScrubProblem> problems;
+  ScrubProgress p = RunScrub(&problems);
+  ASSERT_EQ(p.state, ScrubState::kDone) << p.error;
+  for (const ScrubProblem& q : problems) by_scrub.insert({q.ino, q.offset, q.what});
+  struct Sink : BlockVerifierSink {
+    Sink(const pi::Profile& p, Findings* found) : p(p), found(found) {}
+    void Found(const BlockFinding& f) override { found->insert({f.ino, f.Offset(p), f.What(p)}); }
+    const pi::Profile& p;
+    Findings* found;
+  } sink(store_->profile(), &by_verifier);
+  ASSERT_TRUE(VerifyAllBlocks(store_.get(), &sink).ok());
+
+  EXPECT_EQ(by_verifier.size(), 4u);
+  EXPECT_EQ(by_scrub, by_verifier);
+  EXPECT_EQ(by_fsck, by_verifier);
+  std::set<uint64_t> offsets;
+  for (const auto& [ino, offset, what] : by_verifier) {
+    EXPECT_EQ(ino, ino_) << what;
+    offsets.insert(offset / kBlockSize);
+  }
+  EXPECT_EQ(offsets, (std::set<uint64_t>{3, 7, 9, 11}));
+  EXPECT_EQ(r.ExitCode(), 4);
 }
 
 TEST_F(ScrubTest, FsckReportsProgressWithTheExpectedTotal) {

@@ -52,18 +52,6 @@ std::string ReadAll(const std::string& path) {
   return ss.str();
 }
 
-// Runs cmd with its output captured; returns its exit status (128 + signal if killed).
-int RunCapture(const std::string& cmd, std::string* out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out->append(buf.data(), n);
-  int status = pclose(p);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // Flips one bit of the copy of `block` in a segment file of the store; false if none holds it.
 bool FlipBitInSegment(const std::string& store, const std::string& block) {
   for (const auto& e : std::filesystem::directory_iterator(store + "/segments")) {

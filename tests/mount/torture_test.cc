@@ -4,25 +4,16 @@
 // failure can be run again with --seed. The whole matrix is one command in GUARANTEES.md.
 //
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <cstdio>
 #include <string>
 
+#include "tests/util/mount.h"
+
 namespace {
 
-int RunCapture(const std::string& cmd, std::string* out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out->append(buf.data(), n);
-  int status = pclose(p);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using stablefs::testing::RunCapture;
 
 void ExpectNoWrongOrLost(const std::string& args) {
   if (access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/fuse";
