@@ -10,8 +10,14 @@
 #   7. the libFuzzer targets (clang, ASan + UBSan), each run for 10 s from its committed seeds.
 # Build trees go to build/, build-asan/, build-tsan/, build-tsa/ and build-fuzz/. Set JOBS to change build parallelism
 # (default: the number of cores). Exits non-zero if anything fails; the last line counts tests.
+# Needs root (apt, mounts, loop devices): run as another user it starts itself again through sudo.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then exec sudo --preserve-env=JOBS -- "$PWD/tools/test.sh" "$@"; fi
+  echo "test.sh: needs root (it installs packages, mounts and attaches loop devices); run it as root" >&2
+  exit 1
+fi
 
 JOBS=${JOBS:-$(nproc)}
 total_passed=0
