@@ -76,8 +76,8 @@ Inode::Inode(uint64_t ino_arg, const InodeRecord& r, BlockStore* store)
 
 Inode::~Inode() = default;
 
-void Inode::AddRecordTo(WriteBatch* batch) {
-  InodeRecord r = rec;
+void Inode::AddRecordTo(const InodeRecord& rec_in, WriteBatch* batch) {
+  InodeRecord r = rec_in;
   if (IsReg()) {
     r.size = disk_size_;
     r.blocks = disk_blocks_;
@@ -85,6 +85,52 @@ void Inode::AddRecordTo(WriteBatch* batch) {
   std::string value;
   r.EncodeTo(&value);
   batch->Put(Space::kInode, InodeKey(ino), value);
+}
+
+// ---- NamespaceTxn ----
+
+InodeRecord* NamespaceTxn::Edit(Inode* inode) {
+  for (Staged& s : staged_) {
+    if (s.inode == inode) return &s.rec;
+  }
+  staged_.push_back(Staged{inode, inode->rec});
+  return &staged_.back().rec;
+}
+
+// The analysis cannot follow the contract that the caller holds each staged inode's meta_mu
+// from its Edit on (the inodes are in a vector); AssertHeld states it where it is relied on.
+Status NamespaceTxn::Commit(BlockStore* store) {
+  WriteBatch b;
+  for (Staged& s : staged_) {
+    s.inode->meta_mu.AssertHeld();
+    s.inode->AddRecordTo(s.rec, &b);
+  }
+  for (const WriteBatch::Op& op : batch_.ops()) {
+    switch (op.kind) {
+      case WriteBatch::OpKind::kPut:
+        b.Put(op.space, op.key, op.value);
+        break;
+      case WriteBatch::OpKind::kDelete:
+        b.Delete(op.space, op.key);
+        break;
+      case WriteBatch::OpKind::kDeleteRange:
+        b.DeleteRange(op.space, op.key, op.value);
+        break;
+      case WriteBatch::OpKind::kPutBlock:  // batch_ outlives the write
+        b.PutBlock(op.ino, op.index, op.data, op.tuples);
+        break;
+      case WriteBatch::OpKind::kDeleteBlocks:
+        b.DeleteBlocks(op.ino, op.index, op.end);
+        break;
+    }
+  }
+  STABLEFS_RETURN_IF_ERROR(store->Write(b));
+  for (Staged& s : staged_) {
+    s.inode->meta_mu.AssertHeld();
+    s.inode->rec = s.rec;
+  }
+  for (const auto& publish : publish_) publish();
+  return Status::Ok();
 }
 
 Status Inode::CommitWithInode(uint64_t disk_size, uint64_t blocks, WriteBatch* batch) {
@@ -294,16 +340,23 @@ int Filesystem::FindEntry(uint64_t dir, std::string_view name, DirentRecord* rec
   return 0;
 }
 
-uint64_t Filesystem::AllocIno(WriteBatch* batch) {
-  if (next_ino_ == ino_reserved_) {
-    // Reserve a chunk in the store, in the batch that uses the first number of it, so that no
-    // number is handed out twice even across a crash.
-    ino_reserved_ += kInoReserveChunk;
+uint64_t Filesystem::AllocIno(NamespaceTxn* txn) {
+  // A number handed out by a change that then failed is skipped, never reused: next_ino_ moves
+  // on at once. Numbers at or past ino_reserved_ need a reservation in the store first: a chunk,
+  // in the batch that uses the first number of it, so that no number is handed out twice even
+  // across a crash; ino_reserved_ moves only when that batch has committed.
+  const uint64_t ino = next_ino_++;
+  if (ino >= ino_reserved_) {
+    const uint64_t reserved = ino + kInoReserveChunk;
     std::string v;
-    EncodeCounter(&v, ino_reserved_);
-    batch->Put(Space::kMeta, kNextInoKey, v);
+    EncodeCounter(&v, reserved);
+    txn->batch()->Put(Space::kMeta, kNextInoKey, v);
+    txn->OnCommit([this, reserved] {
+      ns_mu_.AssertHeld();  // commits run under ns_mu_
+      ino_reserved_ = std::max(ino_reserved_, reserved);
+    });
   }
-  return next_ino_++;
+  return ino;
 }
 
 void Filesystem::MaybeDrop(std::shared_ptr<Inode> inode) {
@@ -400,24 +453,20 @@ int Filesystem::CheckSpace(uint64_t bytes, bool accept) {
   return bytes > usable ? ENOSPC : 0;
 }
 
-void Filesystem::DropLink(Inode* inode, WriteBatch* batch, bool* free_now) {
-  MutexLock lock(&inode->meta_mu);
+void Filesystem::DropLink(Inode* inode, NamespaceTxn* txn, bool* free_now) {
+  InodeRecord* rec = txn->Edit(inode);
   if (inode->IsDir()) {
-    inode->rec.nlink = 0;
-  } else if (inode->rec.nlink > 0) {
-    inode->rec.nlink--;
+    rec->nlink = 0;
+  } else if (rec->nlink > 0) {
+    rec->nlink--;
   }
-  inode->rec.ctime = Now();
+  rec->ctime = Now();
   *free_now = false;
-  if (inode->rec.nlink > 0) {
-    inode->AddRecordTo(batch);
-    return;
-  }
+  if (rec->nlink > 0) return;
   // No name left. If the kernel or an open file still holds it, it lives on as an orphan until
   // the last of them goes (MaybeDrop); the orphan record lets the next mount reclaim it after a
   // crash.
-  inode->AddRecordTo(batch);
-  batch->Put(Space::kOrphan, InodeKey(inode->ino), "");
+  txn->batch()->Put(Space::kOrphan, InodeKey(inode->ino), "");
   *free_now = inode->nlookup == 0 && inode->nopen == 0;
 }
 
@@ -547,7 +596,8 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
   if (int me = CheckMutable(parent.get(), /*append_ok=*/true)) return me;
   if (int e = CheckSpace(kBlockSize)) return e;
 
-  WriteBatch b;
+  NamespaceTxn txn;
+  WriteBatch& b = *txn.batch();
   // The parent's default ACL, masked by the create mode, becomes the new inode's access ACL (and
   // a directory's default ACL too); without one the umask applies (posix_acl_create).
   std::string default_acl;
@@ -563,7 +613,7 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
   } else if (!S_ISLNK(mode)) {
     mode &= ~(c.umask & 0777);
   }
-  const uint64_t ino = AllocIno(&b);
+  const uint64_t ino = AllocIno(&txn);
   const Timespec now = Now();
   InodeRecord rec;
   rec.mode = mode;
@@ -577,13 +627,14 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
   if (S_ISLNK(mode)) rec.size = symlink.size();
 
   MutexLock plock(&parent->meta_mu);
-  if (parent->rec.mode & S_ISGID) {  // BSD group semantics under a setgid directory
-    rec.gid = parent->rec.gid;
+  InodeRecord* prec = txn.Edit(parent.get());
+  if (prec->mode & S_ISGID) {  // BSD group semantics under a setgid directory
+    rec.gid = prec->gid;
     if (S_ISDIR(mode)) rec.mode |= S_ISGID;
   }
-  const uint64_t cookie = parent->rec.next_cookie++;
-  parent->rec.mtime = parent->rec.ctime = now;
-  if (S_ISDIR(mode)) parent->rec.nlink++;
+  const uint64_t cookie = prec->next_cookie++;
+  prec->mtime = prec->ctime = now;
+  if (S_ISDIR(mode)) prec->nlink++;
 
   std::string v;
   rec.EncodeTo(&v);
@@ -604,13 +655,7 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
       b.Put(Space::kXattr, NameKey(ino, kAclAccess), inherited.Encode());
     if (S_ISDIR(mode)) b.Put(Space::kXattr, NameKey(ino, kAclDefault), default_acl);
   }
-  parent->AddRecordTo(&b);
-  Status s = store_->Write(b);
-  if (!s.ok()) {
-    parent->rec.next_cookie--;
-    if (S_ISDIR(mode)) parent->rec.nlink--;
-    return Errno(s);
-  }
+  if (Status s = txn.Commit(store_); !s.ok()) return Errno(s);
   auto inode = std::make_shared<Inode>(ino, rec, store_);
   if (inode->IsReg()) {
     inode->as = std::make_unique<AddressSpace>(cache_.get(), ino, 0, 0, inode.get());
@@ -677,26 +722,23 @@ int Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string_view new_nam
   if (int e = CheckSpace(kBlockSize)) return e;
   {
     const Timespec now = Now();
-    WriteBatch b;
+    NamespaceTxn txn;
+    WriteBatch& b = *txn.batch();
     MutexLock plock(&parent->meta_mu);
     MutexLock ilock(&inode->meta_mu);
     if (inode->rec.nlink == 0) return ENOENT;  // an unlinked open file has no name to link to
     if (inode->rec.nlink >= 65000) return EMLINK;
-    const uint64_t cookie = parent->rec.next_cookie++;
-    parent->rec.mtime = parent->rec.ctime = now;
-    inode->rec.nlink++;
-    inode->rec.ctime = now;
+    InodeRecord* prec = txn.Edit(parent.get());
+    InodeRecord* irec = txn.Edit(inode.get());
+    const uint64_t cookie = prec->next_cookie++;
+    prec->mtime = prec->ctime = now;
+    irec->nlink++;
+    irec->ctime = now;
     std::string v;
     DirentRecord{.ino = ino, .type = DirentTypeOf(inode->rec.mode), .cookie = cookie}.EncodeTo(&v);
     b.Put(Space::kDirent, NameKey(new_parent, new_name), v);
     b.Put(Space::kDirCookie, CookieKey(new_parent, cookie), new_name);
-    parent->AddRecordTo(&b);
-    inode->AddRecordTo(&b);
-    Status s = store_->Write(b);
-    if (!s.ok()) {
-      inode->rec.nlink--;
-      return Errno(s);
-    }
+    if (Status s = txn.Commit(store_); !s.ok()) return Errno(s);
   }
   inode->nlookup++;
   FillStat(inode.get(), st);
@@ -721,23 +763,24 @@ int Filesystem::RemoveEntry(uint64_t parent_ino, std::string_view name, bool wan
   } else if (child->IsDir()) {
     return EISDIR;
   }
-  WriteBatch b;
-  b.Delete(Space::kDirent, NameKey(parent_ino, name));
-  b.Delete(Space::kDirCookie, CookieKey(parent_ino, d.cookie));
+  NamespaceTxn txn;
+  txn.batch()->Delete(Space::kDirent, NameKey(parent_ino, name));
+  txn.batch()->Delete(Space::kDirCookie, CookieKey(parent_ino, d.cookie));
   bool free_now = false;
   {
     MutexLock plock(&parent->meta_mu);
+    MutexLock child_lock(&child->meta_mu);
+    InodeRecord* prec = txn.Edit(parent.get());
     const Timespec now = Now();
-    parent->rec.mtime = parent->rec.ctime = now;
-    if (want_dir && parent->rec.nlink > 2) parent->rec.nlink--;
-    parent->AddRecordTo(&b);
-    DropLink(child.get(), &b, &free_now);
+    prec->mtime = prec->ctime = now;
+    if (want_dir && prec->nlink > 2) prec->nlink--;
+    DropLink(child.get(), &txn, &free_now);
     if (free_now) {
-      // Nobody holds it: everything it owns goes in the same batch.
-      if (Status fs = StageFreeInode(d.ino, &b); !fs.ok()) return Errno(fs);
+      // Nobody holds it: everything it owns goes in the same batch (after its record, so the
+      // deletion wins).
+      if (Status fs = StageFreeInode(d.ino, txn.batch()); !fs.ok()) return Errno(fs);
     }
-    Status s = store_->Write(b);
-    if (!s.ok()) return Errno(s);
+    if (Status s = txn.Commit(store_); !s.ok()) return Errno(s);
   }
   if (free_now) {
     ReclaimFreed(d.ino);
@@ -757,8 +800,9 @@ int Filesystem::Rmdir(uint64_t parent, std::string_view name) {
 }
 
 // The analysis cannot follow the second parent's lock, taken only when the parents differ (as
-// lock_two_nondirectories does); the locking is checked by hand: parent, then new parent if it is
-// another inode, then each child's meta_mu alone.
+// lock_two_nondirectories does), nor the replaced inode's, taken only when there is one; the
+// locking is checked by hand: parent, then new parent if it is another inode, then the source,
+// then the replaced or exchanged inode, all held until the change commits.
 int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_parent_ino,
                        std::string_view new_name, unsigned flags,
                        const Caller& caller) NO_THREAD_SAFETY_ANALYSIS {
@@ -816,7 +860,8 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
   }
 
   const Timespec now = Now();
-  WriteBatch b;
+  NamespaceTxn txn;
+  WriteBatch& b = *txn.batch();
   std::string v;
   auto put_dirent = [&](uint64_t dir, std::string_view n, uint64_t ino, uint32_t mode,
                         uint64_t cookie) {
@@ -831,23 +876,25 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
   };
   bool free_dst = false;
   {
-    // Parent records change (times, link counts); with one parent it is locked once.
+    // Every inode whose record changes is locked until the commit: the parents (one lock if they
+    // are one directory), then the source and the replaced or exchanged inode (distinct from
+    // each other and from the parents: checked above).
     MutexLock plock(&parent->meta_mu);
     std::unique_ptr<MutexLock> nplock;
     if (new_parent.get() != parent.get())
       nplock = std::make_unique<MutexLock>(&new_parent->meta_mu);
-    uint32_t src_mode, dst_mode = 0;
-    {
-      MutexLock l(&src->meta_mu);
-      src_mode = src->rec.mode;
-      src->rec.ctime = now;
-    }
+    MutexLock slock(&src->meta_mu);
+    std::unique_ptr<MutexLock> dlock;
+    if (dst) dlock = std::make_unique<MutexLock>(&dst->meta_mu);
+    InodeRecord* prec = txn.Edit(parent.get());
+    InodeRecord* nprec = txn.Edit(new_parent.get());  // prec itself if one directory
+    InodeRecord* srec = txn.Edit(src.get());
+    const uint32_t src_mode = srec->mode;
+    srec->ctime = now;
     if (flags & RENAME_EXCHANGE) {
-      {
-        MutexLock l(&dst->meta_mu);
-        dst_mode = dst->rec.mode;
-        dst->rec.ctime = now;
-      }
+      InodeRecord* drec = txn.Edit(dst.get());
+      const uint32_t dst_mode = drec->mode;
+      drec->ctime = now;
       put_dirent(parent_ino, name, dd.ino, dst_mode, sd.cookie);
       put_dirent(new_parent_ino, new_name, sd.ino, src_mode, dd.cookie);
       if (parent_ino != new_parent_ino) {
@@ -855,24 +902,20 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
         if (S_ISDIR(dst_mode)) set_dotdot(dd.ino, parent_ino);
         if (S_ISDIR(src_mode) != S_ISDIR(dst_mode)) {
           if (S_ISDIR(src_mode)) {
-            parent->rec.nlink--;
-            new_parent->rec.nlink++;
+            prec->nlink--;
+            nprec->nlink++;
           } else {
-            parent->rec.nlink++;
-            new_parent->rec.nlink--;
+            prec->nlink++;
+            nprec->nlink--;
           }
         }
-      }
-      {
-        MutexLock l(&dst->meta_mu);
-        dst->AddRecordTo(&b);
       }
     } else {
       uint64_t cookie;
       if (dst_exists) {
         cookie = dd.cookie;  // the new name takes the replaced entry's place in readdir order
-        if (dst->IsDir() && new_parent->rec.nlink > 2) new_parent->rec.nlink--;
-        DropLink(dst.get(), &b, &free_dst);
+        if (dst->IsDir() && nprec->nlink > 2) nprec->nlink--;
+        DropLink(dst.get(), &txn, &free_dst);
         if (free_dst) {
           if (Status fs = StageFreeInode(dd.ino, &b); !fs.ok()) return Errno(fs);
         }
@@ -881,7 +924,7 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
         // cookie would let a reader meet it again after every rename (generic/736).
         cookie = sd.cookie;
       } else {
-        cookie = new_parent->rec.next_cookie++;
+        cookie = nprec->next_cookie++;
       }
       b.Delete(Space::kDirent, NameKey(parent_ino, name));
       if (cookie != sd.cookie || parent_ino != new_parent_ino) {
@@ -891,8 +934,8 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
       b.Put(Space::kDirCookie, CookieKey(new_parent_ino, cookie), new_name);
       if (S_ISDIR(src_mode) && parent_ino != new_parent_ino) {
         set_dotdot(sd.ino, new_parent_ino);
-        parent->rec.nlink--;
-        new_parent->rec.nlink++;
+        prec->nlink--;
+        nprec->nlink++;
       }
     }
     if (flags & RENAME_WHITEOUT) {
@@ -905,24 +948,17 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
       w.nlink = 1;
       w.generation = 1;
       w.atime = w.mtime = w.ctime = w.btime = now;
-      const uint64_t wino = AllocIno(&b);
-      const uint64_t wcookie = parent->rec.next_cookie++;
+      const uint64_t wino = AllocIno(&txn);
+      const uint64_t wcookie = prec->next_cookie++;
       std::string wv;
       w.EncodeTo(&wv);
       b.Put(Space::kInode, InodeKey(wino), wv);
       put_dirent(parent_ino, name, wino, S_IFCHR, wcookie);
       b.Put(Space::kDirCookie, CookieKey(parent_ino, wcookie), name);
     }
-    parent->rec.mtime = parent->rec.ctime = now;
-    new_parent->rec.mtime = new_parent->rec.ctime = now;
-    parent->AddRecordTo(&b);
-    if (new_parent.get() != parent.get()) new_parent->AddRecordTo(&b);
-    {
-      MutexLock l(&src->meta_mu);
-      src->AddRecordTo(&b);
-    }
-    Status s = store_->Write(b);
-    if (!s.ok()) return Errno(s);
+    prec->mtime = prec->ctime = now;
+    nprec->mtime = nprec->ctime = now;
+    if (Status s = txn.Commit(store_); !s.ok()) return Errno(s);
   }
   if (free_dst) {
     ReclaimFreed(dd.ino);

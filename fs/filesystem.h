@@ -21,6 +21,8 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -63,7 +65,10 @@ class Inode : public AddressSpaceOwner {
   // AddressSpaceOwner: data and the record with the given size and block count, atomically.
   Status CommitWithInode(uint64_t disk_size, uint64_t blocks, WriteBatch* batch) override;
   // Adds this inode's record to `batch` as it should be persisted now. REQUIRES: meta_mu.
-  void AddRecordTo(WriteBatch* batch) REQUIRES(meta_mu);
+  void AddRecordTo(WriteBatch* batch) REQUIRES(meta_mu) { AddRecordTo(rec, batch); }
+  // Adds `r` as this inode's record to `batch`, with a regular file's size and block count as
+  // the store holds them (not r's). REQUIRES: meta_mu.
+  void AddRecordTo(const InodeRecord& r, WriteBatch* batch) REQUIRES(meta_mu);
   // The size and block count the store holds for a regular file. REQUIRES: meta_mu.
   uint64_t disk_size() const REQUIRES(meta_mu) { return disk_size_; }
 
@@ -72,6 +77,36 @@ class Inode : public AddressSpaceOwner {
   const uint32_t mode_;  // the file type never changes
   uint64_t disk_size_ GUARDED_BY(meta_mu);
   uint64_t disk_blocks_ GUARDED_BY(meta_mu);
+};
+
+// A namespace change, staged and then published, as LevelDB's VersionSet::LogAndApply installs
+// a version only after its log write. The records of the inodes the change touches are edited
+// as copies (Edit); batch() takes every other record it writes or deletes; Commit writes one
+// batch, the edited records first and then batch()'s operations (so that a deletion of a freed
+// inode wins over its record), and only when the store has taken it installs the copies in the
+// inodes and runs the OnCommit steps. A failed write leaves memory as it was: memory never says
+// what the store does not (an nlink lowered in memory alone would let a later forget free an
+// inode that still has a name).
+//
+// The caller holds the meta_mu of every inode it edits from its Edit until Commit returns, and
+// ns_mu_ (every namespace change runs under it, so no two transactions interleave).
+class NamespaceTxn {
+ public:
+  WriteBatch* batch() { return &batch_; }
+  // The staged copy of the inode's record: copied at the first call for the inode.
+  InodeRecord* Edit(Inode* inode) REQUIRES(inode->meta_mu);
+  // Runs `publish` after a successful commit: other staged state (inode numbers) goes live.
+  void OnCommit(std::function<void()> publish) { publish_.push_back(std::move(publish)); }
+  Status Commit(BlockStore* store);
+
+ private:
+  struct Staged {
+    Inode* inode;
+    InodeRecord rec;
+  };
+  std::deque<Staged> staged_;  // a deque: Edit's pointers stay valid as it grows
+  std::vector<std::function<void()>> publish_;
+  WriteBatch batch_;
 };
 
 // An open file (the kernel's struct file): its writeback error cursor and flags.
@@ -247,9 +282,9 @@ class Filesystem {
       REQUIRES(ns_mu_);
   // Removes name from dir, dropping the inode's link; rmdir semantics if want_dir.
   int RemoveEntry(uint64_t parent, std::string_view name, bool want_dir) REQUIRES(ns_mu_);
-  // Stages an inode's link drop into *batch; returns true if the inode must go now (no links,
-  // not in use), false if it becomes an orphan or keeps links. REQUIRES: ns_mu_.
-  void DropLink(Inode* inode, WriteBatch* batch, bool* free_now) REQUIRES(ns_mu_);
+  // Stages an inode's link drop into *txn; *free_now says whether the inode must go in the same
+  // batch (no links, not in use), else it becomes an orphan or keeps links.
+  void DropLink(Inode* inode, NamespaceTxn* txn, bool* free_now) REQUIRES(ns_mu_, inode->meta_mu);
   // Deletes everything an unused, unlinked inode owns (StageFreeInode stages it into a batch).
   Status FreeInode(uint64_t ino);
   Status StageFreeInode(uint64_t ino, WriteBatch* batch);
@@ -268,7 +303,9 @@ class Filesystem {
   bool StoreSpace(struct statvfs* host, uint64_t* usable);
   // Called when nlookup or nopen may have reached 0. REQUIRES: ns_mu_ (released inside).
   void MaybeDrop(std::shared_ptr<Inode> inode) REQUIRES(ns_mu_);
-  uint64_t AllocIno(WriteBatch* batch) REQUIRES(ns_mu_);
+  // A new inode number, staged in txn: a new reservation chunk goes into its batch, and the
+  // counters move on only when it commits.
+  uint64_t AllocIno(NamespaceTxn* txn) REQUIRES(ns_mu_);
   Status ReclaimOrphans();
   // Writes the inode's record alone (attribute changes).
   int PersistInode(Inode* inode);
