@@ -253,7 +253,8 @@ class Filesystem {
   // the file's group (posix_acl_update_mode).
   int SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags,
                const Caller& caller);
-  // size 0: *value gets nothing and the size is returned through *needed.
+  // *value gets the whole value; the FUSE layer answers a size-0 query with its length and a
+  // buffer too small with ERANGE.
   int GetXattr(uint64_t ino, std::string_view name, std::string* value);
   int ListXattr(uint64_t ino, std::string* names);  // NUL-separated
   int RemoveXattr(uint64_t ino, std::string_view name);
@@ -301,7 +302,9 @@ class Filesystem {
   // The store's disk (statvfs of the store) and its usable bytes, as CheckSpace counts them;
   // false if unknown.
   bool StoreSpace(struct statvfs* host, uint64_t* usable);
-  // Called when nlookup or nopen may have reached 0. REQUIRES: ns_mu_ (released inside).
+  // Called when nlookup or nopen may have reached 0: evicts the inode (writing back its dirty
+  // pages if it still has a name) or frees it, and drops it from the table. REQUIRES: ns_mu_,
+  // held throughout, so nobody loads a second copy while the first still writes.
   void MaybeDrop(std::shared_ptr<Inode> inode) REQUIRES(ns_mu_);
   // A new inode number, staged in txn: a new reservation chunk goes into its batch, and the
   // counters move on only when it commits.

@@ -1,10 +1,11 @@
 // BlockStore: the one interface to everything stablefs persists, and the verifying target.
 //
-// A BlockStore holds the records of storage/format.h in eight key spaces and the data blocks with
-// their PI tuples. It behaves as a DIF-capable disk does (guarantee 2): Write() checks every data
-// block's tuples against its data before anything is persisted and rejects the whole batch with a
-// Protection status on a mismatch; ReadBlocks() verifies again after loading. Both failures are
-// counted and their messages name inode, file offset, field, expected and received.
+// A BlockStore holds the records of storage/format.h in nine key spaces (Space, storage/format.h)
+// and the data blocks with their PI tuples. It behaves as a DIF-capable disk does (guarantee 2):
+// Write() checks every data block's tuples against its data before anything is persisted and
+// rejects the whole batch with a Protection status on a mismatch; ReadBlocks() verifies again after
+// loading. Both failures are counted and their messages name inode, file offset, field, expected
+// and received.
 //
 // Atomicity and durability (guarantee 3) are explicit: one Write() of a WriteBatch is applied all
 // or nothing; nothing is durable until a Write() with sync=true or a Sync() that started after it
