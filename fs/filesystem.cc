@@ -98,32 +98,14 @@ InodeRecord* NamespaceTxn::Edit(Inode* inode) {
 }
 
 // The analysis cannot follow the contract that the caller holds each staged inode's meta_mu
-// from its Edit on (the inodes are in a vector); AssertHeld states it where it is relied on.
+// from its Edit on (the inodes are in a deque); AssertHeld states it where it is relied on.
 Status NamespaceTxn::Commit(BlockStore* store) {
   WriteBatch b;
   for (Staged& s : staged_) {
     s.inode->meta_mu.AssertHeld();
     s.inode->AddRecordTo(s.rec, &b);
   }
-  for (const WriteBatch::Op& op : batch_.ops()) {
-    switch (op.kind) {
-      case WriteBatch::OpKind::kPut:
-        b.Put(op.space, op.key, op.value);
-        break;
-      case WriteBatch::OpKind::kDelete:
-        b.Delete(op.space, op.key);
-        break;
-      case WriteBatch::OpKind::kDeleteRange:
-        b.DeleteRange(op.space, op.key, op.value);
-        break;
-      case WriteBatch::OpKind::kPutBlock:  // batch_ outlives the write
-        b.PutBlock(op.ino, op.index, op.data, op.tuples);
-        break;
-      case WriteBatch::OpKind::kDeleteBlocks:
-        b.DeleteBlocks(op.ino, op.index, op.end);
-        break;
-    }
-  }
+  b.Append(batch_);  // batch_ outlives the write
   STABLEFS_RETURN_IF_ERROR(store->Write(b));
   for (Staged& s : staged_) {
     s.inode->meta_mu.AssertHeld();
@@ -166,12 +148,12 @@ int Filesystem::SetFlags(uint64_t ino, uint32_t flags) {
   if (flags & ~kSupportedFlags) return EOPNOTSUPP;
   std::shared_ptr<Inode> inode;
   if (int e = GetInode(ino, &inode)) return e;
-  {
-    MutexLock lock(&inode->meta_mu);
-    inode->rec.flags = flags;
-    inode->rec.ctime = Now();
-  }
-  return PersistInode(inode.get());
+  MutexLock lock(&inode->meta_mu);
+  NamespaceTxn txn;
+  InodeRecord* r = txn.Edit(inode.get());
+  r->flags = flags;
+  r->ctime = Now();
+  return Errno(txn.Commit(store_));
 }
 
 // ---- Opening and closing ----
@@ -297,13 +279,6 @@ void Filesystem::FillStat(Inode* inode, struct stat* st) {
   st->st_atim = ToTimespec(r.atime);
   st->st_mtim = ToTimespec(r.mtime);
   st->st_ctim = ToTimespec(r.ctime);
-}
-
-int Filesystem::PersistInode(Inode* inode) {
-  MutexLock lock(&inode->meta_mu);
-  WriteBatch b;
-  inode->AddRecordTo(&b);
-  return Errno(store_->Write(b));
 }
 
 int Filesystem::CheckNewEntry(uint64_t dir, std::string_view name, std::shared_ptr<Inode>* out) {
@@ -535,17 +510,17 @@ int Filesystem::SetAttr(uint64_t ino, const struct stat& attr, int to_set, const
     if (inode->IsDir()) return EISDIR;
     if (!inode->IsReg()) return EINVAL;
     if (static_cast<uint64_t>(attr.st_size) > kMaxFileSize) return EFBIG;
+    // The size commits first, with the record as it is; the times follow with the other
+    // attributes below, so that neither is in memory before the store has it.
     MutexLock rw(&inode->rwsem);
-    {
-      MutexLock lock(&inode->meta_mu);
-      inode->rec.mtime = inode->rec.ctime = now;
-    }
     Status s = cache_->Truncate(inode->as.get(), static_cast<uint64_t>(attr.st_size));
     if (!s.ok()) return Errno(s);
   }
+  (void)c;
   {
     MutexLock lock(&inode->meta_mu);
-    InodeRecord& r = inode->rec;
+    NamespaceTxn txn;
+    InodeRecord& r = *txn.Edit(inode.get());
     if (to_set & kMode) r.mode = (r.mode & S_IFMT) | (attr.st_mode & 07777);
     if (to_set & kUid) r.uid = attr.st_uid;
     if (to_set & kGid) r.gid = attr.st_gid;
@@ -558,30 +533,26 @@ int Filesystem::SetAttr(uint64_t ino, const struct stat& attr, int to_set, const
       r.mtime = now;
     } else if (to_set & kMtime) {
       r.mtime = Timespec{attr.st_mtim.tv_sec, static_cast<uint32_t>(attr.st_mtim.tv_nsec)};
+    } else if (to_set & kSize) {
+      r.mtime = now;
     }
     if (to_set & kCtime) {
       r.ctime = Timespec{attr.st_ctim.tv_sec, static_cast<uint32_t>(attr.st_ctim.tv_nsec)};
     } else {
       r.ctime = now;
     }
-  }
-  (void)c;
-  {
-    // chmod also rewrites the access ACL's owner, mask (or group) and other entries.
-    MutexLock lock(&inode->meta_mu);
-    WriteBatch b;
     if (to_set & kMode) {
+      // chmod also rewrites the access ACL's owner, mask (or group) and other entries.
       std::string v;
       Status gs = store_->Get(Space::kXattr, NameKey(ino, kAclAccess), &v);
       if (!gs.ok() && !gs.IsNotFound()) return Errno(gs);
       Acl acl;
       if (gs.ok() && acl.Decode(v)) {
-        acl.Chmod(inode->rec.mode);
-        b.Put(Space::kXattr, NameKey(ino, kAclAccess), acl.Encode());
+        acl.Chmod(r.mode);
+        txn.batch()->Put(Space::kXattr, NameKey(ino, kAclAccess), acl.Encode());
       }
     }
-    inode->AddRecordTo(&b);
-    if (Status ws = store_->Write(b); !ws.ok()) return Errno(ws);
+    if (Status ws = txn.Commit(store_); !ws.ok()) return Errno(ws);
   }
   FillStat(inode.get(), out);
   return 0;
@@ -804,8 +775,7 @@ int Filesystem::Rmdir(uint64_t parent, std::string_view name) {
 // locking is checked by hand: parent, then new parent if it is another inode, then the source,
 // then the replaced or exchanged inode, all held until the change commits.
 int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_parent_ino,
-                       std::string_view new_name, unsigned flags,
-                       const Caller& caller) NO_THREAD_SAFETY_ANALYSIS {
+                       std::string_view new_name, unsigned flags, const Caller& caller) {
   if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) return EINVAL;
   if ((flags & RENAME_EXCHANGE) && (flags & (RENAME_NOREPLACE | RENAME_WHITEOUT))) return EINVAL;
   if (int e = CheckName(name)) return e;
@@ -879,19 +849,16 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
     // Every inode whose record changes is locked until the commit: the parents (one lock if they
     // are one directory), then the source and the replaced or exchanged inode (distinct from
     // each other and from the parents: checked above).
-    MutexLock plock(&parent->meta_mu);
-    std::unique_ptr<MutexLock> nplock;
-    if (new_parent.get() != parent.get())
-      nplock = std::make_unique<MutexLock>(&new_parent->meta_mu);
+    MutexLockTwo plock(&parent->meta_mu, &new_parent->meta_mu);
     MutexLock slock(&src->meta_mu);
-    std::unique_ptr<MutexLock> dlock;
-    if (dst) dlock = std::make_unique<MutexLock>(&dst->meta_mu);
+    MutexLockIf dlock(dst ? &dst->meta_mu : nullptr);
     InodeRecord* prec = txn.Edit(parent.get());
     InodeRecord* nprec = txn.Edit(new_parent.get());  // prec itself if one directory
     InodeRecord* srec = txn.Edit(src.get());
     const uint32_t src_mode = srec->mode;
     srec->ctime = now;
     if (flags & RENAME_EXCHANGE) {
+      dst->meta_mu.AssertHeld();  // dlock: dst exists for an exchange
       InodeRecord* drec = txn.Edit(dst.get());
       const uint32_t dst_mode = drec->mode;
       drec->ctime = now;
@@ -915,6 +882,7 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
       if (dst_exists) {
         cookie = dd.cookie;  // the new name takes the replaced entry's place in readdir order
         if (dst->IsDir() && nprec->nlink > 2) nprec->nlink--;
+        dst->meta_mu.AssertHeld();  // dlock
         DropLink(dst.get(), &txn, &free_dst);
         if (free_dst) {
           if (Status fs = StageFreeInode(dd.ino, &b); !fs.ok()) return Errno(fs);
@@ -982,12 +950,14 @@ int Filesystem::Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* file) {
     // libfuse asks for FUSE_CAP_ATOMIC_O_TRUNC: the kernel leaves O_TRUNC to the open.
     MutexLock rw(&inode->rwsem);
     if (inode->as->size() != 0) {
-      {
-        MutexLock meta(&inode->meta_mu);
-        inode->rec.mtime = inode->rec.ctime = Now();
-      }
       Status s = cache_->Truncate(inode->as.get(), 0);
       if (!s.ok()) return Errno(s);
+      // The times are staged and published after the store took them, as SetAttr's.
+      MutexLock meta(&inode->meta_mu);
+      NamespaceTxn txn;
+      InodeRecord* r = txn.Edit(inode.get());
+      r->mtime = r->ctime = Now();
+      if (Status ts = txn.Commit(store_); !ts.ok()) return Errno(ts);
     }
   }
   auto f = std::make_unique<OpenFile>();
@@ -1056,11 +1026,11 @@ void Filesystem::TouchAtime(Inode* inode, int open_flags) {
   MutexLock lock(&inode->meta_mu);
   const Timespec now = Now();
   if (!AtimeNeedsUpdate(inode, now)) return;
-  inode->rec.atime = now;
-  WriteBatch b;
-  inode->AddRecordTo(&b);
-  // As touch_atime, best effort: a failed update costs the caller nothing.
-  Status s = store_->Write(b);
+  NamespaceTxn txn;
+  txn.Edit(inode)->atime = now;
+  // As touch_atime, best effort: a failed update costs the caller nothing, and memory keeps the
+  // time the store has.
+  Status s = txn.Commit(store_);
   if (!s.ok() && !store_->is_shut_down()) {
     Log(LogLevel::kWarning, "atime of inode %llu: %s", static_cast<unsigned long long>(inode->ino),
         s.ToString().c_str());
@@ -1148,15 +1118,16 @@ int Filesystem::Fallocate(OpenFile* f, int mode, uint64_t off, uint64_t len, con
     if (!s.ok()) return Errno(s);
   }
   MutexLock lock(&inode->meta_mu);
-  inode->rec.mtime = inode->rec.ctime = Now();
+  NamespaceTxn txn;
+  InodeRecord* r = txn.Edit(inode);
+  r->mtime = r->ctime = Now();
   if (caller.uid != 0) {
-    uint32_t& m = inode->rec.mode;
-    m &= ~S_ISUID;
-    if ((m & S_ISGID) && ((m & S_IXGRP) || !caller.InGroup(inode->rec.gid))) m &= ~S_ISGID;
+    r->mode &= ~S_ISUID;
+    if ((r->mode & S_ISGID) && ((r->mode & S_IXGRP) || !caller.InGroup(r->gid))) {
+      r->mode &= ~S_ISGID;
+    }
   }
-  WriteBatch b;
-  inode->AddRecordTo(&b);
-  return Errno(store_->Write(b));
+  return Errno(txn.Commit(store_));
 }
 
 int Filesystem::SeekDataHole(OpenFile* f, uint64_t off, int whence, uint64_t* result) {
@@ -1241,9 +1212,15 @@ int Filesystem::ReadDir(uint64_t ino, uint64_t off, bool plus,
   if (off == 1) {
     uint64_t up = ino;
     DirentRecord d;
-    if (FindEntry(ino, "..", &d) == 0) up = d.ino;
+    if (int e = FindEntry(ino, "..", &d); e == 0) {
+      up = d.ino;
+    } else if (e != ENOENT) {
+      return e;  // the root has no ".." entry; a failed read is not the root's answer
+    }
     std::shared_ptr<Inode> upi;
-    if (GetInode(up, &upi) == 0) {
+    const int ge = GetInode(up, &upi);
+    if (ge != 0 && ge != ENOENT) return ge;
+    if (ge == 0) {
       FillStat(upi.get(), &st);
     } else {
       st = {};
@@ -1260,7 +1237,11 @@ int Filesystem::ReadDir(uint64_t ino, uint64_t off, bool plus,
                             uint64_t parent, cookie;
                             if (!ParseCookieKey(key, &parent, &cookie)) return true;
                             DirentRecord d;
-                            if (FindEntry(ino, name, &d) != 0) return true;  // removed since: skip
+                            if (int fe = FindEntry(ino, name, &d); fe != 0) {
+                              if (fe == ENOENT) return true;  // removed since: skip
+                              err = fe;  // a failed read: never a listing short of a name
+                              return false;
+                            }
                             DirEntry e{std::string(name), d.ino, d.type, cookie + 1};
                             if (!plus) return fn(e, nullptr);
                             MutexLock lock(&ns_mu_);
@@ -1365,17 +1346,19 @@ int Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view v
   if (!s.ok() && !s.IsNotFound()) return Errno(s);
   if ((flags & XATTR_CREATE) && s.ok()) return EEXIST;
   if ((flags & XATTR_REPLACE) && s.IsNotFound()) return ENODATA;
-  WriteBatch b;
+  NamespaceTxn txn;
+  InodeRecord* r = txn.Edit(inode.get());
+  WriteBatch& b = *txn.batch();
   if (name == kAclAccess || name == kAclDefault) {
     Acl acl;
     if (!acl.Decode(value)) return EINVAL;
     if (name == kAclDefault && !inode->IsDir()) return EACCES;
     if (name == kAclAccess) {
       // The mode shows the ACL; an ACL the mode says in full is not stored.
-      mode_t m = inode->rec.mode;
+      mode_t m = r->mode;
       const bool equiv = acl.EquivMode(&m);
-      if (caller.uid != 0 && !caller.InGroup(inode->rec.gid)) m &= ~S_ISGID;
-      inode->rec.mode = m;
+      if (caller.uid != 0 && !caller.InGroup(r->gid)) m &= ~S_ISGID;
+      r->mode = m;
       if (equiv) {
         b.Delete(Space::kXattr, NameKey(ino, name));
       } else {
@@ -1387,9 +1370,8 @@ int Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view v
   } else {
     b.Put(Space::kXattr, NameKey(ino, name), value);
   }
-  inode->rec.ctime = Now();
-  inode->AddRecordTo(&b);
-  return Errno(store_->Write(b));
+  r->ctime = Now();
+  return Errno(txn.Commit(store_));
 }
 
 int Filesystem::GetXattr(uint64_t ino, std::string_view name, std::string* value) {
@@ -1423,11 +1405,10 @@ int Filesystem::RemoveXattr(uint64_t ino, std::string_view name) {
   Status s = store_->Get(Space::kXattr, NameKey(ino, name), &old);
   if (s.IsNotFound()) return ENODATA;
   if (!s.ok()) return Errno(s);
-  WriteBatch b;
-  b.Delete(Space::kXattr, NameKey(ino, name));
-  inode->rec.ctime = Now();
-  inode->AddRecordTo(&b);
-  return Errno(store_->Write(b));
+  NamespaceTxn txn;
+  txn.batch()->Delete(Space::kXattr, NameKey(ino, name));
+  txn.Edit(inode.get())->ctime = Now();
+  return Errno(txn.Commit(store_));
 }
 
 }  // namespace stablefs

@@ -79,17 +79,19 @@ class Inode : public AddressSpaceOwner {
   uint64_t disk_blocks_ GUARDED_BY(meta_mu);
 };
 
-// A namespace change, staged and then published, as LevelDB's VersionSet::LogAndApply installs
-// a version only after its log write. The records of the inodes the change touches are edited
-// as copies (Edit); batch() takes every other record it writes or deletes; Commit writes one
+// A namespace or attribute change, staged and then published, as LevelDB's VersionSet::LogAndApply
+// installs a version only after its log write. The records of the inodes the change touches are
+// edited as copies (Edit); batch() takes every other record it writes or deletes; Commit writes one
 // batch, the edited records first and then batch()'s operations (so that a deletion of a freed
 // inode wins over its record), and only when the store has taken it installs the copies in the
 // inodes and runs the OnCommit steps. A failed write leaves memory as it was: memory never says
 // what the store does not (an nlink lowered in memory alone would let a later forget free an
 // inode that still has a name).
 //
-// The caller holds the meta_mu of every inode it edits from its Edit until Commit returns, and
-// ns_mu_ (every namespace change runs under it, so no two transactions interleave).
+// Attribute changes (setattr, chattr, xattrs, fallocate's times, atime) edit one inode and run
+// under its meta_mu alone. The caller holds the meta_mu of every inode it edits from its Edit
+// until Commit returns, and for a change of names also ns_mu_ (every namespace change runs
+// under it, so no two that touch the same names interleave).
 class NamespaceTxn {
  public:
   WriteBatch* batch() { return &batch_; }
@@ -310,8 +312,6 @@ class Filesystem {
   // counters move on only when it commits.
   uint64_t AllocIno(NamespaceTxn* txn) REQUIRES(ns_mu_);
   Status ReclaimOrphans();
-  // Writes the inode's record alone (attribute changes).
-  int PersistInode(Inode* inode);
   // Whether reading the inode now updates its atime. REQUIRES: inode->meta_mu.
   bool AtimeNeedsUpdate(Inode* inode, const Timespec& now) REQUIRES(inode->meta_mu);
   // touch_atime: after a read or readdir, sets the atime to now if the policy says so and

@@ -113,7 +113,7 @@ bool HandleMappingFault(char* addr) NO_THREAD_SAFETY_ANALYSIS {
                   static_cast<unsigned long long>(p.mapping ? p.mapping->ino() : 0),
                   static_cast<unsigned long long>(p.index),
                   static_cast<unsigned long long>(p.index * kPageSize),
-                  (p.flags & PG_writeback) ? 1 : 0);
+                  PageCache::PageTestUnlocked(p, PG_writeback) ? 1 : 0);
     WriteStderr(msg);
     abort();
   }
@@ -247,7 +247,7 @@ bool PageCache::PageMkwrite(Mapping* m, size_t i) {
   LockPage(p);
   if (p->mapping == as && m->pages_[i] == p && !m->writable_[i]) {
     if (options_.debug_readonly && options_.stable_pages == StablePolicy::kOff &&
-        (p->flags & PG_writeback)) {
+        PageTest(p, PG_writeback)) {
       char msg[256];
       std::snprintf(msg, sizeof(msg),
                     "stablefs: debug check: write through a mapping to a page under writeback "

@@ -11,8 +11,9 @@
 //
 // A page's descriptor lives in PageCache's array for the life of the cache, as struct page lives
 // in mem_map; it belongs to one (mapping, index) at a time or is free. Its flags, counts, identity
-// and list hooks are guarded by PageCache::mu_; its bytes are guarded by PG_locked for writers
-// that go through WriteBegin, and by the writeback protocol (WaitStable, PageMkwrite) for all.
+// and list hooks are guarded by PageCache::mu_ (the flags are private to PageCache's accessors);
+// its bytes are guarded by PG_locked for writers that go through WriteBegin, and by the writeback
+// protocol (WaitStable, PageMkwrite) for all.
 #pragma once
 
 #include <boost/intrusive/list.hpp>
@@ -42,7 +43,6 @@ namespace bi = boost::intrusive;
 using NormalLink = bi::link_mode<bi::safe_link>;
 
 struct Page {
-  uint32_t flags = 0;
   uint32_t refcount = 0;            // users holding the page (lookups, I/O, mappings)
   uint32_t mapcount = 0;            // in-process mappings that map it
   AddressSpace* mapping = nullptr;  // null: free
@@ -54,7 +54,11 @@ struct Page {
   bi::set_member_hook<NormalLink> dirty_hook;  // AddressSpace::dirty_, while PG_dirty
   bi::list_member_hook<NormalLink> lru_hook;   // PageCache::lru_ or free_
 
-  bool Test(PageFlag f) const { return (flags & f) != 0; }
+ private:
+  // The PG_* bits. Read and changed only through PageCache's accessors, which require its mu_
+  // (the analysis checks every use).
+  uint32_t flags_ = 0;
+  friend class PageCache;
 };
 
 // Orders pages by index, for the intrusive sets.

@@ -144,19 +144,19 @@ CondVar& PageCache::WaitQueue(const Page* page) {
 
 void PageCache::LockPage(Page* page) {
   assert(page->refcount > 0);
-  while (page->flags & PG_locked) WaitQueue(page).Wait();
-  page->flags |= PG_locked;
+  while (PageTest(page, PG_locked)) WaitQueue(page).Wait();
+  PageSet(page, PG_locked);
 }
 
 bool PageCache::TryLockPage(Page* page) {
-  if (page->flags & PG_locked) return false;
-  page->flags |= PG_locked;
+  if (PageTest(page, PG_locked)) return false;
+  PageSet(page, PG_locked);
   return true;
 }
 
 void PageCache::UnlockPage(Page* page) {
-  assert(page->flags & PG_locked);
-  page->flags &= ~PG_locked;
+  assert(PageTest(page, PG_locked));
+  PageClear(page, PG_locked);
   WaitQueue(page).SignalAll();
 }
 
@@ -169,17 +169,17 @@ void PageCache::PutPage(Page* page) {
   assert(page->refcount > 0);
   if (--page->refcount > 0) return;
   assert(page->mapcount == 0);
-  assert(!(page->flags & (PG_locked | PG_writeback)));
-  if (page->mapping != nullptr && !(page->flags & PG_uptodate)) {
+  assert(!PageTest(page, PG_locked | PG_writeback));
+  if (page->mapping != nullptr && !PageTest(page, PG_uptodate)) {
     // A failed or abandoned fill: nobody may find these bytes.
     page->mapping->pages_.erase(page->mapping->pages_.iterator_to(*page));
     page->mapping = nullptr;
   }
   if (page->mapping == nullptr) {
-    page->flags = 0;
+    PageReset(page, 0);
     free_.push_back(*page);
     free_cv_.SignalAll();
-  } else if (!(page->flags & PG_dirty)) {
+  } else if (!PageTest(page, PG_dirty)) {
     lru_.push_back(*page);
     free_cv_.SignalAll();
   }
@@ -187,8 +187,8 @@ void PageCache::PutPage(Page* page) {
 
 void PageCache::MarkDirty(Page* page) {
   assert(page->mapping != nullptr);
-  if (page->flags & PG_dirty) return;
-  page->flags |= PG_dirty;
+  if (PageTest(page, PG_dirty)) return;
+  PageSet(page, PG_dirty);
   nr_dirty_++;
   AddressSpace* as = page->mapping;
   as->dirty_.insert(*page);
@@ -199,9 +199,9 @@ void PageCache::MarkDirty(Page* page) {
 }
 
 bool PageCache::ClearDirtyForIo(Page* page) {
-  assert(page->flags & PG_locked);
-  if (!(page->flags & PG_dirty)) return false;
-  page->flags &= ~PG_dirty;
+  assert(PageTest(page, PG_locked));
+  if (!PageTest(page, PG_dirty)) return false;
+  PageClear(page, PG_dirty);
   nr_dirty_--;
   AddressSpace* as = page->mapping;
   as->dirty_.erase(as->dirty_.iterator_to(*page));
@@ -212,22 +212,22 @@ bool PageCache::ClearDirtyForIo(Page* page) {
 }
 
 void PageCache::StartWriteback(Page* page) {
-  assert(page->flags & PG_locked);
-  assert(!(page->flags & PG_writeback));
-  page->flags |= PG_writeback;
+  assert(PageTest(page, PG_locked));
+  assert(!PageTest(page, PG_writeback));
+  PageSet(page, PG_writeback);
   nr_writeback_++;
 }
 
 void PageCache::EndWriteback(Page* page) {
-  assert(page->flags & PG_writeback);
-  page->flags &= ~PG_writeback;
+  assert(PageTest(page, PG_writeback));
+  PageClear(page, PG_writeback);
   nr_writeback_--;
   WaitQueue(page).SignalAll();
   throttle_cv_.SignalAll();
 }
 
 void PageCache::WaitOnPageWriteback(Page* page) {
-  if (!(page->flags & PG_writeback)) return;
+  if (!PageTest(page, PG_writeback)) return;
   counters_.waits_on_writeback++;
   int64_t start = MonotonicNs();
   if (wait_hook_) {
@@ -237,7 +237,7 @@ void PageCache::WaitOnPageWriteback(Page* page) {
     hook(index);
     mu_.Lock();
   }
-  while (page->flags & PG_writeback) WaitQueue(page).Wait();
+  while (PageTest(page, PG_writeback)) WaitQueue(page).Wait();
   counters_.wait_on_writeback_ns += static_cast<uint64_t>(MonotonicNs() - start);
 }
 
@@ -248,8 +248,8 @@ void PageCache::WaitStable(Page* page) {
 void PageCache::DeletePageFromCache(Page* page) {
   AddressSpace* as = page->mapping;
   assert(as != nullptr && page->refcount > 0 && page->mapcount == 0);
-  if (page->flags & PG_dirty) {
-    page->flags &= ~PG_dirty;
+  if (PageTest(page, PG_dirty)) {
+    PageClear(page, PG_dirty);
     nr_dirty_--;
     as->dirty_.erase(as->dirty_.iterator_to(*page));
     if (as->dirty_.empty() && as->dirty_inode_hook_.is_linked()) {
@@ -259,7 +259,7 @@ void PageCache::DeletePageFromCache(Page* page) {
   }
   as->pages_.erase(as->pages_.iterator_to(*page));
   page->mapping = nullptr;
-  page->flags &= ~(PG_uptodate | PG_error);
+  PageClear(page, PG_uptodate | PG_error);
 }
 
 // ---- Lookup and allocation ----
@@ -280,10 +280,10 @@ Page* PageCache::AllocFrame() {
   if (!lru_.empty()) {
     Page* p = &lru_.front();
     lru_.pop_front();
-    assert(p->refcount == 0 && !(p->flags & (PG_dirty | PG_writeback | PG_locked)));
+    assert(p->refcount == 0 && !PageTest(p, PG_dirty | PG_writeback | PG_locked));
     p->mapping->pages_.erase(p->mapping->pages_.iterator_to(*p));
     p->mapping = nullptr;
-    p->flags = 0;
+    PageReset(p, 0);
     counters_.pages_evicted++;
     return p;
   }
@@ -302,7 +302,7 @@ Status PageCache::GrabPage(AddressSpace* as, uint64_t index, Page** page, bool* 
     if (Page* p = AllocFrame()) {
       p->mapping = as;
       p->index = index;
-      p->flags = PG_locked;
+      PageReset(p, PG_locked);
       p->refcount = 1;
       as->pages_.insert(*p);
       *page = p;
@@ -331,11 +331,12 @@ Status PageCache::FillPages(AddressSpace* as, Page* const* pages, size_t n) {
     Status s = store_->ReadBlocksV(as->ino_, pages[done]->index, run, blocks);
     MutexLock lock(&mu_);
     if (!s.ok()) {
-      for (size_t i = done; i < n; i++) pages[i]->flags |= PG_error;
+      for (size_t i = done; i < n; i++) PageSet(pages[i], PG_error);
       return s;
     }
     for (size_t i = done; i < done + run; i++) {
-      pages[i]->flags = (pages[i]->flags | PG_uptodate) & ~PG_error;
+      PageSet(pages[i], PG_uptodate);
+      PageClear(pages[i], PG_error);
     }
     counters_.pages_read += run;
     done += run;
@@ -370,7 +371,7 @@ Status PageCache::GetLockedUptodatePage(AddressSpace* as, uint64_t index, Page**
       }
       break;
     }
-    if (p->flags & PG_uptodate) {
+    if (PageTest(p, PG_uptodate)) {
       *page = p;
       return Status::Ok();
     }
@@ -423,11 +424,11 @@ Status PageCache::Read(AddressSpace* as, uint64_t pos, size_t len, char* buf, si
         ra_updated = true;
       }
       page = FindGetPage(as, index);
-      if (page != nullptr && !(page->flags & PG_uptodate)) {
+      if (page != nullptr && !PageTest(page, PG_uptodate)) {
         // Another reader is filling it: wait for the fill, then judge.
         LockPage(page);
         UnlockPage(page);
-        if (page->mapping != as || !(page->flags & PG_uptodate)) {
+        if (page->mapping != as || !PageTest(page, PG_uptodate)) {
           PutPage(page);
           page = nullptr;
         }
@@ -442,7 +443,7 @@ Status PageCache::Read(AddressSpace* as, uint64_t pos, size_t len, char* buf, si
         bool created;
         STABLEFS_RETURN_IF_ERROR(GrabPage(as, index, &first, &created));
         if (!created) LockPage(first);
-        if (first->mapping == as && (first->flags & PG_uptodate)) {
+        if (first->mapping == as && PageTest(first, PG_uptodate)) {
           UnlockPage(first);
           page = first;
         } else if (first->mapping != as) {
@@ -457,7 +458,7 @@ Status PageCache::Read(AddressSpace* as, uint64_t pos, size_t len, char* buf, si
             if (p == nullptr) break;
             p->mapping = as;
             p->index = i;
-            p->flags = PG_locked;
+            PageReset(p, PG_locked);
             p->refcount = 1;
             as->pages_.insert(*p);
             run.push_back(p);
@@ -469,7 +470,10 @@ Status PageCache::Read(AddressSpace* as, uint64_t pos, size_t len, char* buf, si
         if (!s.ok() && run.size() > 1) {
           // Something in the run failed. The reader asked for the first page only: it alone
           // decides the outcome; read-ahead pages that fail are dropped unreported.
-          for (Page* p : run) p->flags &= ~PG_error;
+          {
+            MutexLock lock(&mu_);
+            for (Page* p : run) PageClear(p, PG_error);
+          }
           s = FillPages(as, run.data(), 1);
           for (size_t i = 1; s.ok() && i < run.size(); i++) (void)FillPages(as, &run[i], 1);
         }
@@ -524,7 +528,7 @@ Status PageCache::Write(AddressSpace* as, uint64_t pos, const char* buf, size_t 
         break;
       }
       WaitStable(page);
-      if (!(page->flags & PG_uptodate) && n != kPageSize) {
+      if (!PageTest(page, PG_uptodate) && n != kPageSize) {
         if (index * kPageSize >= as->size_) {
           // Past EOF nothing is stored: the rest of the page is zeros.
           std::memset(page->data, 0, kPageSize);
@@ -547,7 +551,7 @@ Status PageCache::Write(AddressSpace* as, uint64_t pos, const char* buf, size_t 
     // write_end: the page now holds the file's data; mark it dirty and grow i_size.
     {
       MutexLock lock(&mu_);
-      page->flags |= PG_uptodate;
+      PageSet(page, PG_uptodate);
       MarkDirty(page);
       if (pos + n > as->size_) as->size_ = pos + n;
       UnlockPage(page);
@@ -573,7 +577,7 @@ Status PageCache::Truncate(AddressSpace* as, uint64_t new_size) {
     if (old % kPageSize != 0) {
       if (Page* p = FindGetPage(as, old / kPageSize)) {
         LockPage(p);
-        if (p->mapping == as && (p->flags & PG_uptodate)) {
+        if (p->mapping == as && PageTest(p, PG_uptodate)) {
           WaitStable(p);
           mu_.Unlock();
           std::memset(p->data + old % kPageSize, 0, kPageSize - old % kPageSize);
@@ -588,7 +592,11 @@ Status PageCache::Truncate(AddressSpace* as, uint64_t new_size) {
     WriteBatch empty;
     s = as->owner_ ? as->owner_->CommitWithInode(new_size, blocks, &empty) : Status::Ok();
     mu_.Lock();
-    if (s.ok()) as->disk_size_ = new_size;
+    if (s.ok()) {
+      as->disk_size_ = new_size;
+    } else {
+      as->size_ = old;  // the store kept the old size; so does memory (the zeroed tail was EOF's)
+    }
   } else {
     as->size_ = new_size;
     s = ZeroRange(as, new_size, kToEnd, new_size);
@@ -771,7 +779,12 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint
   if (!rewrite.empty()) {
     std::sort(rewrite.begin(), rewrite.end(),
               [](const Page* a, const Page* b) { return a->index < b->index; });
-    return WritebackBatch(as, rewrite, &extra, new_disk_size, blocks_delta);
+    std::vector<uint64_t> indices;
+    for (const Page* p : rewrite) indices.push_back(p->index);
+    s = WritebackBatch(as, rewrite, &extra, new_disk_size, blocks_delta);
+    // The store kept the old blocks: the zeroed pages go, so that a read sees what it holds.
+    if (!s.ok()) DropPages(as, indices);
+    return s;
   }
   const int64_t blocks_after = static_cast<int64_t>(as->blocks_) + blocks_delta;
   const uint64_t blocks = blocks_after > 0 ? static_cast<uint64_t>(blocks_after) : 0;
@@ -786,6 +799,21 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint
     as->wb_err_.Set(ErrnoFromStatus(s));
   }
   return s;
+}
+
+void PageCache::DropPages(AddressSpace* as, const std::vector<uint64_t>& indices) {
+  for (uint64_t index : indices) {
+    Page* p = FindGetPage(as, index);
+    if (p == nullptr) continue;
+    LockPage(p);
+    if (p->mapping == as) {
+      ZapMappings(as, index, index);
+      WaitOnPageWriteback(p);
+      DeletePageFromCache(p);
+    }
+    UnlockPage(p);
+    PutPage(p);
+  }
 }
 
 // ---- Eviction ----
@@ -825,7 +853,7 @@ std::vector<uint64_t> PageCache::UnstoredIndexes(AddressSpace* as, uint64_t firs
     return out;
   }
   for (auto it = as->pages_.lower_bound(first); it != as->pages_.end() && it->index < end; ++it) {
-    if (it->flags & (PG_dirty | PG_writeback)) out.push_back(it->index);
+    if (PageTest(&*it, PG_dirty | PG_writeback)) out.push_back(it->index);
   }
   return out;
 }

@@ -241,6 +241,18 @@ class PageCache {
   Status Init();
 
   // ---- Page state (mm/filemap.c) ----
+  // A page's PG_* bits: the only way to them, so that -Wthread-safety sees every use under mu_.
+  bool PageTest(const Page* page, uint32_t flags) const REQUIRES(mu_) {
+    return (page->flags_ & flags) != 0;
+  }
+  void PageSet(Page* page, uint32_t flags) REQUIRES(mu_) { page->flags_ |= flags; }
+  void PageClear(Page* page, uint32_t flags) REQUIRES(mu_) { page->flags_ &= ~flags; }
+  // Sets the bits to exactly `flags` (a page taken from the free list, or freed).
+  void PageReset(Page* page, uint32_t flags) REQUIRES(mu_) { page->flags_ = flags; }
+  // For the debug check's report from a signal handler, about to abort: no lock can be taken.
+  static bool PageTestUnlocked(const Page& page, uint32_t flags) NO_THREAD_SAFETY_ANALYSIS {
+    return (page.flags_ & flags) != 0;
+  }
   CondVar& WaitQueue(const Page* page);  // the hashed wait queue of a page
   void LockPage(Page* page) REQUIRES(mu_);
   bool TryLockPage(Page* page) REQUIRES(mu_);
@@ -293,9 +305,13 @@ class PageCache {
   // Makes [start, end) zeros: whole pages leave the cache and their blocks the store (with
   // allocate, they stay as preallocated blocks, and so do partial blocks that are holes), partial
   // pages are zeroed and rewritten, all in one commit with the inode record carrying
-  // new_disk_size. REQUIRES: I_SYNC held.
+  // new_disk_size. If that commit fails, the range's pages are out of the cache (the partial
+  // ones too, though zeroed): reads see again what the store kept. REQUIRES: I_SYNC held.
   Status ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint64_t new_disk_size,
                    bool allocate = false) REQUIRES(mu_);
+  // Takes the pages at `indices` out of every mapping and out of the cache, after their
+  // writeback ends.
+  void DropPages(AddressSpace* as, const std::vector<uint64_t>& indices) REQUIRES(mu_);
 
   // ---- Mappings ----
   // The write fault handler's entry: returns false if the access must be a SIGBUS.

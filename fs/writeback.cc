@@ -76,7 +76,7 @@ Status PageCache::WritebackInode(AddressSpace* as, uint64_t first, uint64_t last
       } else {
         LockPage(p);
       }
-      if (p->mapping != as || !(p->flags & PG_dirty)) {
+      if (p->mapping != as || !PageTest(p, PG_dirty)) {
         UnlockPage(p);
         PutPage(p);
         continue;
@@ -200,7 +200,7 @@ Status PageCache::WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, Wr
   } else {
     counters_.writeback_errors++;
     if (s.IsProtection()) counters_.protection_errors_write++;
-    for (Page* p : pages) p->flags |= PG_error;
+    for (Page* p : pages) PageSet(p, PG_error);
   }
   for (Page* p : pages) {
     EndWriteback(p);

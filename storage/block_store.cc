@@ -76,6 +76,14 @@ void WriteBatch::DeleteBlocks(uint64_t ino, uint64_t first, uint64_t end) {
   ops_.push_back(std::move(op));
 }
 
+void WriteBatch::Append(const WriteBatch& other) {
+  ops_.reserve(ops_.size() + other.ops_.size());
+  for (Op op : other.ops_) {
+    op.owned = false;  // other's buffers stay other's
+    ops_.push_back(std::move(op));
+  }
+}
+
 Status WriteBatch::StableCopyOf(const WriteBatch& src, size_t tuple_bytes,
                                 const std::function<Status(const Op&)>& check) {
   Clear();

@@ -63,6 +63,9 @@ class WriteBatch {
                     size_t tuple_bytes);
   // Removes blocks [first, end) of inode ino; they become holes.
   void DeleteBlocks(uint64_t ino, uint64_t first, uint64_t end);
+  // Adds `other`'s operations after this batch's, in order. Blocks are not copied: `other` and
+  // the data its blocks point to must outlive this batch's Write().
+  void Append(const WriteBatch& other);
 
   // Makes this batch a copy of `src` in which every block's data and tuples are owned by the
   // batch, in one allocation: the blocks' data one after another in batch order, then their
@@ -261,6 +264,7 @@ class BlockStore {
 
  private:
   friend class FaultBlockStore;
+  friend class ReadOnlyView;
 
   std::atomic<bool> shut_down_{false};
   std::atomic<uint64_t> batches_written_{0};

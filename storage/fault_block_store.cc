@@ -32,8 +32,26 @@ void FaultBlockStore::InjectBitFlipOnRead(uint64_t ino, uint64_t index, size_t b
   flips_.push_back(Flip{ino, index, bit});
 }
 
+void FaultBlockStore::FailCall(uint64_t n, Status error) {
+  MutexLock lock(&mu_);
+  fail_call_ = calls_ + n;
+  fail_call_error_ = std::move(error);
+}
+
+uint64_t FaultBlockStore::calls() const {
+  MutexLock lock(&mu_);
+  return calls_;
+}
+
+std::optional<Status> FaultBlockStore::CountCall() {
+  if (++calls_ != fail_call_) return std::nullopt;
+  fail_call_ = 0;
+  return fail_call_error_;
+}
+
 void FaultBlockStore::ClearFaults() {
   MutexLock lock(&mu_);
+  fail_call_ = 0;
   read_errors_.clear();
   write_errors_.clear();
   sync_errors_.clear();
@@ -51,11 +69,19 @@ std::optional<Status> FaultBlockStore::TakeError(std::vector<ErrorRule>* rules, 
 }
 
 Status FaultBlockStore::DoGet(Space s, std::string_view key, std::string* value) {
+  {
+    MutexLock lock(&mu_);
+    if (std::optional<Status> e = CountCall()) return *e;
+  }
   return base_->DoGet(s, key, value);
 }
 
 Status FaultBlockStore::DoScan(Space s, std::string_view begin, std::string_view end,
                                const std::function<bool(std::string_view, std::string_view)>& fn) {
+  {
+    MutexLock lock(&mu_);
+    if (std::optional<Status> e = CountCall()) return *e;
+  }
   return base_->DoScan(s, begin, end, fn);
 }
 
@@ -64,6 +90,7 @@ Status FaultBlockStore::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, cha
   std::vector<Flip> flips;
   {
     MutexLock lock(&mu_);
+    if (std::optional<Status> e = CountCall()) return *e;
     if (std::optional<Status> e = TakeError(&read_errors_, ino)) return *e;
     flips = flips_;
   }
@@ -129,6 +156,7 @@ Status FaultBlockStore::CaptureUndo(const WriteBatch& batch, UndoBatch* undo) {
 
 Status FaultBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
   MutexLock lock(&mu_);
+  if (std::optional<Status> e = CountCall()) return *e;
   std::set<uint64_t> inos;
   for (const WriteBatch::Op& op : batch.ops()) {
     if (op.kind == WriteBatch::OpKind::kPutBlock || op.kind == WriteBatch::OpKind::kDeleteBlocks) {
@@ -156,6 +184,7 @@ Status FaultBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
 
 Status FaultBlockStore::DoSync() {
   MutexLock lock(&mu_);
+  if (std::optional<Status> e = CountCall()) return *e;
   if (std::optional<Status> e = TakeError(&sync_errors_, kAnyIno)) return *e;
   STABLEFS_RETURN_IF_ERROR(base_->DoSync());
   unsynced_.clear();
@@ -195,5 +224,32 @@ size_t FaultBlockStore::UnsyncedBatches() const {
   MutexLock lock(&mu_);
   return unsynced_.size();
 }
+
+// ---- ReadOnlyView ----
+
+ReadOnlyView::ReadOnlyView(BlockStore* base) : base_(base) {
+  superblock_ = base_->superblock();
+  read_only_ = true;
+}
+
+Status ReadOnlyView::DoGet(Space s, std::string_view key, std::string* value) {
+  return base_->DoGet(s, key, value);
+}
+
+Status ReadOnlyView::DoScan(Space s, std::string_view begin, std::string_view end,
+                            const std::function<bool(std::string_view, std::string_view)>& fn) {
+  return base_->DoScan(s, begin, end, fn);
+}
+
+Status ReadOnlyView::DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* const* blocks,
+                                  char* tuples, BlockState* state) {
+  return base_->DoReadBlocks(ino, first, n, blocks, tuples, state);
+}
+
+Status ReadOnlyView::DoWrite(const WriteBatch&, bool) {
+  return Status::ReadOnly("a read-only view of the store");
+}
+
+Status ReadOnlyView::DoSync() { return Status::Ok(); }
 
 }  // namespace stablefs

@@ -47,6 +47,12 @@ class FaultBlockStore : public BlockStore {
   // Every read of block (ino, index) returns it with bit `bit` flipped; bits number the block's
   // data from its first byte, then its tuples.
   void InjectBitFlipOnRead(uint64_t ino, uint64_t index, size_t bit);
+  // The n-th call into this store from now (n >= 1), counting every Get, Scan, block read, Write
+  // and Sync alike, fails with `error` and does nothing: "fail at each store call" suites run an
+  // operation once to count its calls, then once per call with that call failing.
+  void FailCall(uint64_t n, Status error);
+  // Calls into this store so far (what FailCall counts).
+  uint64_t calls() const;
   void ClearFaults();
 
   // Drops every write that no sync has made durable, as a power cut would, and goes on serving.
@@ -85,6 +91,8 @@ class FaultBlockStore : public BlockStore {
 
   // Returns the error of the first rule matching ino and uses one of its occurrences.
   std::optional<Status> TakeError(std::vector<ErrorRule>* rules, uint64_t ino) REQUIRES(mu_);
+  // Counts one call; returns FailCall's error if this is the call it named.
+  std::optional<Status> CountCall() REQUIRES(mu_);
   Status CaptureUndo(const WriteBatch& batch, UndoBatch* undo);
 
   const std::unique_ptr<BlockStore> base_;
@@ -95,6 +103,31 @@ class FaultBlockStore : public BlockStore {
   std::vector<ErrorRule> sync_errors_ GUARDED_BY(mu_);
   std::vector<Flip> flips_ GUARDED_BY(mu_);
   std::vector<UndoBatch> unsynced_ GUARDED_BY(mu_);
+  uint64_t calls_ GUARDED_BY(mu_) = 0;
+  uint64_t fail_call_ GUARDED_BY(mu_) = 0;  // 0: none
+  Status fail_call_error_ GUARDED_BY(mu_);
+};
+
+// A second, read-only opening of a store that something else keeps writing: reads go to `base`
+// as it is at the time of each read, writes are refused (ReadOnly) and syncs have nothing to do.
+// Tests open a Filesystem on it to see what a fresh mount of the store would see now, without
+// closing the one in use.
+class ReadOnlyView : public BlockStore {
+ public:
+  explicit ReadOnlyView(BlockStore* base);
+  uint64_t reserved_bytes() const override { return base_->reserved_bytes(); }
+
+ protected:
+  Status DoGet(Space s, std::string_view key, std::string* value) override;
+  Status DoScan(Space s, std::string_view begin, std::string_view end,
+                const std::function<bool(std::string_view, std::string_view)>& fn) override;
+  Status DoReadBlocks(uint64_t ino, uint64_t first, size_t n, char* const* blocks, char* tuples,
+                      BlockState* state) override;
+  Status DoWrite(const WriteBatch& batch, bool sync) override;
+  Status DoSync() override;
+
+ private:
+  BlockStore* const base_;
 };
 
 }  // namespace stablefs

@@ -70,6 +70,48 @@ class SCOPED_CAPABILITY MutexLock {
   Mutex* const mu_;
 };
 
+// Holds two Mutexes for the lifetime of the scope, `a` and then `b`, or one if both name the
+// same mutex (a rename's parents, when it renames within one directory). The caller keeps one
+// order for every pair (or, as namespace changes under ns_mu_, never takes two such pairs at
+// once). The analysis sees both held; the body is exempt, as it takes `b` only if distinct.
+class SCOPED_CAPABILITY MutexLockTwo {
+ public:
+  MutexLockTwo(Mutex* a, Mutex* b) ACQUIRE(a, b) NO_THREAD_SAFETY_ANALYSIS
+      : a_(a),
+        b_(a == b ? nullptr : b) {
+    a_->Lock();
+    if (b_ != nullptr) b_->Lock();
+  }
+  ~MutexLockTwo() RELEASE() NO_THREAD_SAFETY_ANALYSIS {
+    if (b_ != nullptr) b_->Unlock();
+    a_->Unlock();
+  }
+  MutexLockTwo(const MutexLockTwo&) = delete;
+  MutexLockTwo& operator=(const MutexLockTwo&) = delete;
+
+ private:
+  Mutex* const a_;
+  Mutex* const b_;
+};
+
+// Holds a Mutex for the lifetime of the scope if `mu` is not null (an inode a change touches
+// only sometimes). The analysis cannot know whether it is held: where the code relies on it, it
+// says so with AssertHeld() under the same condition.
+class MutexLockIf {
+ public:
+  explicit MutexLockIf(Mutex* mu) NO_THREAD_SAFETY_ANALYSIS : mu_(mu) {
+    if (mu_ != nullptr) mu_->Lock();
+  }
+  ~MutexLockIf() NO_THREAD_SAFETY_ANALYSIS {
+    if (mu_ != nullptr) mu_->Unlock();
+  }
+  MutexLockIf(const MutexLockIf&) = delete;
+  MutexLockIf& operator=(const MutexLockIf&) = delete;
+
+ private:
+  Mutex* const mu_;
+};
+
 // A reader/writer lock that prefers writers: once a writer waits, new readers wait behind it, so
 // a steady stream of readers cannot starve it. A thread must not take it shared twice (a writer
 // waiting between the two would deadlock it).

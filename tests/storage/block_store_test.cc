@@ -240,6 +240,27 @@ TYPED_TEST(BlockStoreConformance, EveryRecordTypeRoundTrips) {
   EXPECT_TRUE(s->Get(Space::kXattr, InodeKey(10), &v).IsNotFound());
 }
 
+TYPED_TEST(BlockStoreConformance, AnAppendedBatchAppliesAfterTheFirstInOneWrite) {
+  BlockStore* s = this->store_.get();
+  const std::string block = RandomBlock(3);
+  std::string tuples(s->tuple_bytes_per_block(), '\0');
+  s->GenerateBlockPi(9, 0, block.data(), tuples.data());
+  WriteBatch first, second;
+  first.Put(Space::kSymlink, InodeKey(10), "first");
+  first.Put(Space::kOrphan, InodeKey(11), "");
+  second.Put(Space::kSymlink, InodeKey(10), "second");  // later operations win
+  second.Delete(Space::kOrphan, InodeKey(11));
+  second.PutBlockCopy(9, 0, block.data(), tuples.data(), tuples.size());
+  first.Append(second);
+  EXPECT_EQ(first.Count(), 5u);
+  ASSERT_TRUE(s->Write(first).ok());
+  std::string v;
+  ASSERT_TRUE(s->Get(Space::kSymlink, InodeKey(10), &v).ok());
+  EXPECT_EQ(v, "second");
+  EXPECT_TRUE(s->Get(Space::kOrphan, InodeKey(11), &v).IsNotFound());
+  EXPECT_EQ(ReadBlock(s, 9, 0), block);
+}
+
 TYPED_TEST(BlockStoreConformance, ScanIsOrderedAndBounded) {
   BlockStore* s = this->store_.get();
   WriteBatch b;
@@ -713,6 +734,41 @@ TYPED_TEST(FaultStoreTest, InjectedErrorsReachTheCallerAndWriteNothing) {
   EXPECT_TRUE(PutBlock(s, 9, 0, RandomBlock(9), /*sync=*/true).IsNoSpace());
   EXPECT_EQ(ReadBlock(s, 9, 0), std::nullopt);
   EXPECT_TRUE(s->Sync().ok());
+}
+
+TYPED_TEST(FaultStoreTest, FailCallCountsEveryKindOfCallAndFailsOnlyTheOneNamed) {
+  BlockStore* s = this->store_.get();
+  FaultBlockStore* f = this->fault_;
+  ASSERT_TRUE(PutBlock(s, 7, 0, RandomBlock(7)).ok());
+  std::string v, buf(kBlockSize, '\0');
+  const uint64_t start = f->calls();
+  ASSERT_TRUE(s->Get(Space::kMeta, kNextInoKey, &v).ok());
+  ASSERT_TRUE(
+      s->Scan(Space::kInode, "", "", [](std::string_view, std::string_view) { return true; }).ok());
+  ASSERT_TRUE(s->ReadBlocks(7, 0, 1, buf.data()).ok());
+  ASSERT_TRUE(PutBlock(s, 8, 0, RandomBlock(8)).ok());
+  ASSERT_TRUE(s->Sync().ok());
+  EXPECT_EQ(f->calls() - start, 5u);
+  for (uint64_t k = 1; k <= 5; k++) {
+    SCOPED_TRACE(k);
+    f->FailCall(k, Status::IOError("injected"));
+    std::vector<bool> failed = {
+        s->Get(Space::kMeta, kNextInoKey, &v).IsIOError(),
+        s->Scan(Space::kInode, "", "", [](std::string_view, std::string_view) { return true; })
+            .IsIOError(),
+        s->ReadBlocks(7, 0, 1, buf.data()).IsIOError(),
+        PutBlock(s, 9, k, RandomBlock(9)).IsIOError(),
+        s->Sync().IsIOError(),
+    };
+    for (uint64_t i = 0; i < failed.size(); i++) EXPECT_EQ(failed[i], i + 1 == k) << i;
+    EXPECT_EQ(ReadBlock(s, 9, k).has_value(), k != 4);  // the failed write wrote nothing
+  }
+  // A read-only view reads what the store holds now and refuses writes.
+  ReadOnlyView view(f->base());
+  EXPECT_TRUE(view.read_only());
+  EXPECT_EQ(ReadBlock(&view, 8, 0), RandomBlock(8));
+  EXPECT_TRUE(PutBlock(&view, 8, 0, RandomBlock(1)).IsReadOnly());
+  EXPECT_EQ(ReadBlock(s, 8, 0), RandomBlock(8));
 }
 
 TYPED_TEST(FaultStoreTest, CrashDropsUnsyncedWritesAndKeepsSyncedOnes) {
