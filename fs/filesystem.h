@@ -8,6 +8,9 @@
 // namespace change durable too (a file's name included). File data goes through the page cache
 // (guarantees 1, 2 and 4 live there).
 //
+// Implemented, as fs/ext4 is, in super.cc (mount, shutdown, space), inode.cc (inodes, setattr,
+// NamespaceTxn), namei.cc (names), file.cc (open files), dir.cc, xattr.cc and ioctl.cc.
+//
 // Locks, outermost first:
 //   ns_mu_            every namespace change and every inode lifetime decision (forget, release)
 //   Inode::rwsem      i_rwsem: write, truncate, fallocate of one file
