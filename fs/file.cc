@@ -134,10 +134,11 @@ int Filesystem::Fsync(OpenFile* f, bool datasync) {
 }
 
 int Filesystem::Release(std::unique_ptr<OpenFile> f) {
+  DisposeList dispose(this);
   MutexLock lock(&ns_mu_);
   std::shared_ptr<Inode> inode = std::move(f->inode);
   if (inode->nopen > 0) inode->nopen--;
-  MaybeDrop(std::move(inode));
+  MaybeDrop(std::move(inode), &dispose);
   return 0;
 }
 

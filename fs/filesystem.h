@@ -28,6 +28,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,7 @@ class Inode : public AddressSpaceOwner {
   // Lifetime counts, guarded by Filesystem::ns_mu_.
   uint64_t nlookup = 0;  // the kernel's references (lookup minus forget)
   uint32_t nopen = 0;    // open file handles
+  bool dropped = false;  // out of the table, on a DisposeList (I_FREEING)
 
   bool IsDir() const { return S_ISDIR(mode_); }
   bool IsReg() const { return S_ISREG(mode_); }
@@ -265,14 +267,37 @@ class Filesystem {
   int RemoveXattr(uint64_t ino, std::string_view name);
 
   PageCache* cache() const { return cache_.get(); }
+  // Called under table_mu_ when GetInode starts to wait for a
+  // number that is being read or disposed of by another thread. For tests.
+  void TEST_SetBusyWaitHook(std::function<void(uint64_t ino)> hook);
   BlockStore* store() const { return store_; }
 
  private:
+  // Inodes that a request let go of, evicted (their dirty pages written back if they still have
+  // a name) or freed once the request has released ns_mu_, as the kernel's evict() runs from a
+  // dispose list: a final writeback of a large file does not hold up every namespace change.
+  // Declared before the request's MutexLock on ns_mu_, so that its destructor runs after the
+  // lock's.
+  class DisposeList {
+   public:
+    explicit DisposeList(Filesystem* fs) : fs_(fs) {}
+    ~DisposeList() { fs_->Dispose(this); }
+    DisposeList(const DisposeList&) = delete;
+    DisposeList& operator=(const DisposeList&) = delete;
+
+   private:
+    friend class Filesystem;
+    Filesystem* const fs_;
+    std::vector<std::shared_ptr<Inode>> inodes_;  // dropped from the table, to evict
+    std::vector<uint64_t> reclaim_;               // freed by the request: give back their space
+  };
+
   Filesystem(BlockStore* store, const FilesystemOptions& options);
 
   // EPERM if the inode is immutable, or append-only and `append_ok` is false.
   static int CheckMutable(Inode* inode, bool append_ok);
-  // The in-memory inode, loaded from the store if needed.
+  // The in-memory inode, loaded from the store if needed (table_mu_ is not held while the store
+  // reads: the number is busy meanwhile, and so is the number of an inode being disposed of).
   int GetInode(uint64_t ino, std::shared_ptr<Inode>* out);
   void FillStat(Inode* inode, struct stat* st);
   // Loads directory `dir` into *out and checks that `name` is free in it: 0, ENOTDIR, EEXIST,
@@ -287,7 +312,8 @@ class Filesystem {
                  std::string_view symlink, const Caller& c, std::shared_ptr<Inode>* out)
       REQUIRES(ns_mu_);
   // Removes name from dir, dropping the inode's link; rmdir semantics if want_dir.
-  int RemoveEntry(uint64_t parent, std::string_view name, bool want_dir) REQUIRES(ns_mu_);
+  int RemoveEntry(uint64_t parent, std::string_view name, bool want_dir, DisposeList* dispose)
+      REQUIRES(ns_mu_);
   // Stages an inode's link drop into *txn; *free_now says whether the inode must go in the same
   // batch (no links, not in use), else it becomes an orphan or keeps links.
   void DropLink(Inode* inode, NamespaceTxn* txn, bool* free_now) REQUIRES(ns_mu_, inode->meta_mu);
@@ -307,10 +333,12 @@ class Filesystem {
   // The store's disk (statvfs of the store) and its usable bytes, as CheckSpace counts them;
   // false if unknown.
   bool StoreSpace(struct statvfs* host, uint64_t* usable);
-  // Called when nlookup or nopen may have reached 0: evicts the inode (writing back its dirty
-  // pages if it still has a name) or frees it, and drops it from the table. REQUIRES: ns_mu_,
-  // held throughout, so nobody loads a second copy while the first still writes.
-  void MaybeDrop(std::shared_ptr<Inode> inode) REQUIRES(ns_mu_);
+  // Called when nlookup or nopen may have reached 0: if nothing holds the inode any more, takes
+  // it out of the table and marks its number busy (GetInode waits until it is gone, so nobody
+  // loads a second copy while this one still writes), and puts it on `dispose`.
+  void MaybeDrop(std::shared_ptr<Inode> inode, DisposeList* dispose) REQUIRES(ns_mu_);
+  // Evicts or frees the inodes on `dispose`, then frees their numbers for GetInode.
+  void Dispose(DisposeList* dispose) EXCLUDES(ns_mu_);
   // A new inode number, staged in txn: a new reservation chunk goes into its batch, and the
   // counters move on only when it commits.
   uint64_t AllocIno(NamespaceTxn* txn) REQUIRES(ns_mu_);
@@ -331,6 +359,11 @@ class Filesystem {
 
   Mutex table_mu_;
   std::map<uint64_t, std::shared_ptr<Inode>> inodes_ GUARDED_BY(table_mu_);
+  // Numbers whose inode is being read from the store (I_NEW) or evicted (I_FREEING): GetInode
+  // waits on busy_cv_ until they are not.
+  std::set<uint64_t> busy_ GUARDED_BY(table_mu_);
+  CondVar busy_cv_{&table_mu_};
+  std::function<void(uint64_t)> busy_wait_hook_ GUARDED_BY(table_mu_);
 
   // CheckSpace's last look at the store's disk: when, what was usable, what was accepted since.
   Mutex space_mu_;

@@ -27,8 +27,7 @@ struct timespec ToTimespec(const Timespec& t) {
 
 }  // namespace
 
-// No lock here: nobody else can see the inode yet, and GetInode calls this under table_mu_,
-// which is taken after meta_mu everywhere else (the lock order in filesystem.h).
+// No lock here: nobody else can see the inode yet (GetInode holds its number busy).
 Inode::Inode(uint64_t ino_arg, const InodeRecord& r, BlockStore* store)
     : ino(ino_arg),
       rec(r),
@@ -98,31 +97,56 @@ int Filesystem::CheckMutable(Inode* inode, bool append_ok) {
 }
 
 int Filesystem::GetInode(uint64_t ino, std::shared_ptr<Inode>* out) {
-  MutexLock lock(&table_mu_);
-  auto it = inodes_.find(ino);
-  if (it != inodes_.end()) {
-    *out = it->second;
-    return 0;
+  {
+    MutexLock lock(&table_mu_);
+    for (;;) {
+      if (busy_.count(ino) > 0) {  // being read or evicted by another thread
+        if (busy_wait_hook_) busy_wait_hook_(ino);
+        busy_cv_.Wait();
+        continue;
+      }
+      auto it = inodes_.find(ino);
+      if (it != inodes_.end()) {
+        *out = it->second;
+        return 0;
+      }
+      break;
+    }
+    busy_.insert(ino);  // I_NEW: the store is read without table_mu_
   }
+  std::shared_ptr<Inode> inode;
+  int err = 0;
   std::string v;
   Status s = store_->Get(Space::kInode, InodeKey(ino), &v);
-  if (s.IsNotFound()) return ENOENT;
-  if (!s.ok()) return Errno(s);
   InodeRecord rec;
-  s = rec.DecodeFrom(v);
-  if (!s.ok()) {
+  if (s.IsNotFound()) {
+    err = ENOENT;
+  } else if (!s.ok()) {
+    err = Errno(s);
+  } else if (Status d = rec.DecodeFrom(v); !d.ok()) {
     Log(LogLevel::kError, "inode %llu: %s", static_cast<unsigned long long>(ino),
-        s.ToString().c_str());
-    return EIO;
+        d.ToString().c_str());
+    err = EIO;
+  } else {
+    inode = std::make_shared<Inode>(ino, rec, store_);
+    if (inode->IsReg()) {
+      inode->as =
+          std::make_unique<AddressSpace>(cache_.get(), ino, rec.size, rec.blocks, inode.get());
+    }
   }
-  auto inode = std::make_shared<Inode>(ino, rec, store_);
-  if (inode->IsReg()) {
-    inode->as =
-        std::make_unique<AddressSpace>(cache_.get(), ino, rec.size, rec.blocks, inode.get());
-  }
-  inodes_[ino] = inode;
-  *out = std::move(inode);
+  MutexLock lock(&table_mu_);
+  busy_.erase(ino);
+  busy_cv_.SignalAll();
+  if (err != 0) return err;
+  // A create of this very number may have installed its inode meanwhile: there is one copy.
+  auto [it, inserted] = inodes_.emplace(ino, inode);
+  *out = it->second;
   return 0;
+}
+
+void Filesystem::TEST_SetBusyWaitHook(std::function<void(uint64_t)> hook) {
+  MutexLock lock(&table_mu_);
+  busy_wait_hook_ = std::move(hook);
 }
 
 void Filesystem::FillStat(Inode* inode, struct stat* st) {
@@ -171,31 +195,43 @@ uint64_t Filesystem::AllocIno(NamespaceTxn* txn) {
   return ino;
 }
 
-void Filesystem::MaybeDrop(std::shared_ptr<Inode> inode) {
-  if (inode->nlookup > 0 || inode->nopen > 0 || inode->ino == kRootIno) return;
-  bool unlinked;
+void Filesystem::MaybeDrop(std::shared_ptr<Inode> inode, DisposeList* dispose) {
+  if (inode->nlookup > 0 || inode->nopen > 0 || inode->ino == kRootIno || inode->dropped) return;
+  inode->dropped = true;
   {
-    MutexLock lock(&inode->meta_mu);
-    unlinked = inode->rec.nlink == 0;
+    MutexLock lock(&table_mu_);
+    inodes_.erase(inode->ino);
+    busy_.insert(inode->ino);  // I_FREEING
   }
-  // Eviction writes back dirty pages; it runs under ns_mu_ so that nobody loads a second copy of
-  // this inode while the first one is still writing its record.
-  if (inode->as) {
-    Status s = cache_->Evict(inode->as.get(), /*write_back=*/!unlinked);
-    if (!s.ok()) {
-      Log(LogLevel::kError, "evicting inode %llu: %s", static_cast<unsigned long long>(inode->ino),
-          s.ToString().c_str());
+  dispose->inodes_.push_back(std::move(inode));
+}
+
+void Filesystem::Dispose(DisposeList* dispose) {
+  for (uint64_t ino : dispose->reclaim_) ReclaimFreed(ino);
+  for (std::shared_ptr<Inode>& inode : dispose->inodes_) {
+    bool unlinked;
+    {
+      MutexLock lock(&inode->meta_mu);
+      unlinked = inode->rec.nlink == 0;
     }
-  }
-  if (unlinked) {
-    Status s = FreeInode(inode->ino);
-    if (!s.ok()) {
-      Log(LogLevel::kError, "freeing inode %llu: %s (its orphan record stays for the next mount)",
-          static_cast<unsigned long long>(inode->ino), s.ToString().c_str());
+    if (inode->as) {
+      Status s = cache_->Evict(inode->as.get(), /*write_back=*/!unlinked);
+      if (!s.ok()) {
+        Log(LogLevel::kError, "evicting inode %llu: %s",
+            static_cast<unsigned long long>(inode->ino), s.ToString().c_str());
+      }
     }
+    if (unlinked) {
+      Status s = FreeInode(inode->ino);
+      if (!s.ok()) {
+        Log(LogLevel::kError, "freeing inode %llu: %s (its orphan record stays for the next mount)",
+            static_cast<unsigned long long>(inode->ino), s.ToString().c_str());
+      }
+    }
+    MutexLock lock(&table_mu_);
+    busy_.erase(inode->ino);
+    busy_cv_.SignalAll();
   }
-  MutexLock lock(&table_mu_);
-  inodes_.erase(inode->ino);
 }
 
 Status Filesystem::StageFreeInode(uint64_t ino, WriteBatch* b) {
@@ -231,6 +267,7 @@ void Filesystem::ReclaimFreed(uint64_t ino) {
 }
 
 void Filesystem::Forget(uint64_t ino, uint64_t n) {
+  DisposeList dispose(this);
   MutexLock lock(&ns_mu_);
   std::shared_ptr<Inode> inode;
   {
@@ -240,7 +277,7 @@ void Filesystem::Forget(uint64_t ino, uint64_t n) {
     inode = it->second;
   }
   inode->nlookup -= std::min(n, inode->nlookup);
-  MaybeDrop(std::move(inode));
+  MaybeDrop(std::move(inode), &dispose);
 }
 
 int Filesystem::GetAttr(uint64_t ino, struct stat* st) {

@@ -270,7 +270,8 @@ int Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string_view new_nam
   return 0;
 }
 
-int Filesystem::RemoveEntry(uint64_t parent_ino, std::string_view name, bool want_dir) {
+int Filesystem::RemoveEntry(uint64_t parent_ino, std::string_view name, bool want_dir,
+                            DisposeList* dispose) {
   if (int e = CheckName(name)) return e;
   if (name == ".") return EINVAL;
   if (name == "..") return ENOTEMPTY;
@@ -308,20 +309,22 @@ int Filesystem::RemoveEntry(uint64_t parent_ino, std::string_view name, bool wan
     if (Status s = txn.Commit(store_); !s.ok()) return Errno(s);
   }
   if (free_now) {
-    ReclaimFreed(d.ino);
-    MaybeDrop(child);
+    dispose->reclaim_.push_back(d.ino);
+    MaybeDrop(child, dispose);
   }
   return 0;
 }
 
 int Filesystem::Unlink(uint64_t parent, std::string_view name) {
+  DisposeList dispose(this);
   MutexLock lock(&ns_mu_);
-  return RemoveEntry(parent, name, /*want_dir=*/false);
+  return RemoveEntry(parent, name, /*want_dir=*/false, &dispose);
 }
 
 int Filesystem::Rmdir(uint64_t parent, std::string_view name) {
+  DisposeList dispose(this);
   MutexLock lock(&ns_mu_);
-  return RemoveEntry(parent, name, /*want_dir=*/true);
+  return RemoveEntry(parent, name, /*want_dir=*/true, &dispose);
 }
 
 // The analysis cannot follow the second parent's lock, taken only when the parents differ (as
@@ -335,6 +338,7 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
   if (int e = CheckName(name)) return e;
   if (int e = CheckName(new_name)) return e;
   if (name == "." || name == ".." || new_name == "." || new_name == "..") return EBUSY;
+  DisposeList dispose(this);
   MutexLock lock(&ns_mu_);
   std::shared_ptr<Inode> parent, new_parent, src, dst;
   if (int e = GetInode(parent_ino, &parent)) return e;
@@ -483,8 +487,8 @@ int Filesystem::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_
     if (Status s = txn.Commit(store_); !s.ok()) return Errno(s);
   }
   if (free_dst) {
-    ReclaimFreed(dd.ino);
-    MaybeDrop(dst);
+    dispose.reclaim_.push_back(dd.ino);
+    MaybeDrop(dst, &dispose);
   }
   return 0;
 }

@@ -3,12 +3,15 @@
 // that failed verification (guarantee 2), and writeback errors reach every open file's next fsync
 // (guarantee 4). The names are the kernel's (mm/filemap.c, mm/page-writeback.c), word for word.
 //
-// Write:      WriteBegin (grab, Lock, WaitStable, fill if partial) -> copy -> WriteEnd (MarkDirty,
-//             i_size, Unlock) -> BalanceDirtyPages.
-// Writeback:  per page Lock, ClearDirtyForIo (+ PageMkclean of mappings), StartWriteback, Unlock;
-//             then (bounce copy,) generate PI, submit one batch to the store, EndWriteback.
+// Write:      WriteBegin (GrabCachePage, WaitStable, fill if partial) -> copy -> WriteEnd
+//             (MarkDirty, i_size, Unlock) -> BalanceDirtyPages.                   [filemap.cc]
+// Writeback:  per page Lock, ClearDirtyForIo (write-protects mappings), StartWriteback; then
+//             (bounce copy,) Unlock, generate PI, submit one batch to the store, EndWriteback.
+//                                                                                 [writeback.cc]
+// Truncate:   I_SYNC, read partial pages, stage deletions, drop whole pages, rewrite partial
+//             ones with the inode record in one commit.                          [truncate.cc]
 // Mapping:    a write fault on a write-protected page calls PageMkwrite: Lock, WaitStable,
-//             MarkDirty, make the mapping writable, Unlock.
+//             MarkDirty, make the mapping writable, Unlock.                    [mapping.cc]
 //
 // Lock order (outermost first):
 //   AddressSpace "I_SYNC" (wb_busy_: one writeback, truncate or eviction of an inode at a time;
@@ -44,6 +47,9 @@ namespace stablefs {
 
 class Mapping;
 class PageCache;
+
+// As an end offset or a last page index: to the end of the file.
+constexpr uint64_t kToEnd = UINT64_MAX;
 
 // CLOCK_MONOTONIC in nanoseconds.
 int64_t MonotonicNs();
@@ -260,14 +266,17 @@ class PageCache {
   void GetPage(Page* page) REQUIRES(mu_);
   void PutPage(Page* page) REQUIRES(mu_);
   void MarkDirty(Page* page) REQUIRES(mu_);
-  // Clears PG_dirty; returns whether it was set. PageMkclean follows, outside mu_.
+  // folio_clear_dirty_for_io: clears PG_dirty and, if it was set, write-protects the page in
+  // every mapping (PageMkclean), so that the next write through a mapping faults into
+  // PageMkwrite and waits. Returns whether it was dirty. REQUIRES: the page is locked.
   bool ClearDirtyForIo(Page* page) REQUIRES(mu_);
   void StartWriteback(Page* page) REQUIRES(mu_);
   void EndWriteback(Page* page) REQUIRES(mu_);
   void WaitOnPageWriteback(Page* page) REQUIRES(mu_);
   // folio_wait_stable: waits on writeback under the wait policy only.
   void WaitStable(Page* page) REQUIRES(mu_);
-  // Write-protects the page in every mapping that maps it writable (page_mkclean).
+  // Write-protects the page in every mapping that maps it writable (page_mkclean). The mprotect
+  // calls run under mu_, which guards the mappings' page tables (Mapping::writable_).
   void PageMkclean(Page* page) REQUIRES(mu_);
   // Removes a page from its mapping's index and lists; frees it if nobody holds it.
   void DeletePageFromCache(Page* page) REQUIRES(mu_);
@@ -277,6 +286,10 @@ class PageCache {
   // Finds and gets the page at index, or inserts a new, locked, not uptodate page. Waits for a
   // free frame if there is none. *created says which.
   Status GrabPage(AddressSpace* as, uint64_t index, Page** page, bool* created) REQUIRES(mu_);
+  // grab_cache_page: the page at index, referenced and locked and still in `as` (a page truncate
+  // took while this thread waited for its lock is let go and looked up again), or a new, locked,
+  // not uptodate page (*created). The one way every path finds a page to lock.
+  Status GrabCachePage(AddressSpace* as, uint64_t index, Page** page, bool* created) REQUIRES(mu_);
   Page* AllocFrame() REQUIRES(mu_);
   // Fills locked, not uptodate pages from the store; consecutive pages go in one read. On error
   // the pages are marked PG_error; nothing is logged (read-ahead failures harm nobody).
@@ -286,6 +299,13 @@ class PageCache {
   Status ReportReadError(AddressSpace* as, const Status& s) EXCLUDES(mu_);
   // Gets the page at index, uptodate (filled from the store or zeroed), locked.
   Status GetLockedUptodatePage(AddressSpace* as, uint64_t index, Page** page) EXCLUDES(mu_);
+  // write_begin: the page that the write of len bytes at pos (within one page) goes to, locked,
+  // stable (under the wait policy, not under writeback), and filled from the store or zeroed
+  // past EOF unless the write covers it whole. The caller copies into it, then calls WriteEnd.
+  Status WriteBegin(AddressSpace* as, uint64_t pos, size_t len, Page** page) EXCLUDES(mu_);
+  // write_end: marks the page uptodate and dirty, grows i_size over what was copied, unlocks
+  // and puts the page.
+  void WriteEnd(AddressSpace* as, uint64_t pos, size_t copied, Page* page) EXCLUDES(mu_);
 
   // ---- Writeback (mm/page-writeback.c) ----
   // Writes back dirty pages of as with index in [first, last]. mode kNone skips a busy inode and

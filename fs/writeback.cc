@@ -5,9 +5,10 @@
 // checks them. It also upholds guarantee 4: a failed batch is recorded in the mapping's ErrSeq,
 // which every open file's next fsync reports.
 //
-// Per page, in order: Lock, ClearDirtyForIo (+ PageMkclean: mappings lose write access),
-// StartWriteback, Unlock. Then per batch: (bounce copy,) generate PI, submit with the inode's
-// record, EndWriteback. One writeback, truncate or eviction per inode at a time (I_SYNC).
+// Per page, under mu_: Lock, ClearDirtyForIo (mappings lose write access), StartWriteback. Then
+// per batch, mu_ released: zero past EOF and (bounce) copy under the page locks, Unlock, generate
+// PI, submit with the inode's record, EndWriteback. One writeback, truncate or eviction per inode
+// at a time (I_SYNC). This file also holds the dirty and writeback bits' transitions.
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -23,7 +24,6 @@
 namespace stablefs {
 
 namespace {
-constexpr uint64_t kToEnd = UINT64_MAX;
 
 // Page-aligned buffers for bounce copies, so the debug check can protect them too.
 struct BounceBuffer {
@@ -35,6 +35,52 @@ struct BounceBuffer {
   ~BounceBuffer() { std::free(data); }
 };
 }  // namespace
+
+// ---- Page state (mm/page-writeback.c) ----
+
+void PageCache::MarkDirty(Page* page) {
+  assert(page->mapping != nullptr);
+  if (PageTest(page, PG_dirty)) return;
+  PageSet(page, PG_dirty);
+  nr_dirty_++;
+  AddressSpace* as = page->mapping;
+  as->dirty_.insert(*page);
+  if (!as->dirty_inode_hook_.is_linked()) {
+    as->dirtied_when_ns_ = MonotonicNs();
+    dirty_inodes_.push_back(*as);
+  }
+}
+
+bool PageCache::ClearDirtyForIo(Page* page) {
+  assert(PageTest(page, PG_locked));
+  if (!PageTest(page, PG_dirty)) return false;
+  PageClear(page, PG_dirty);
+  nr_dirty_--;
+  AddressSpace* as = page->mapping;
+  as->dirty_.erase(as->dirty_.iterator_to(*page));
+  if (as->dirty_.empty() && as->dirty_inode_hook_.is_linked()) {
+    dirty_inodes_.erase(dirty_inodes_.iterator_to(*as));
+  }
+  PageMkclean(page);
+  return true;
+}
+
+void PageCache::StartWriteback(Page* page) {
+  assert(PageTest(page, PG_locked));
+  assert(!PageTest(page, PG_writeback));
+  PageSet(page, PG_writeback);
+  nr_writeback_++;
+}
+
+void PageCache::EndWriteback(Page* page) {
+  assert(PageTest(page, PG_writeback));
+  PageClear(page, PG_writeback);
+  nr_writeback_--;
+  WaitQueue(page).SignalAll();
+  throttle_cv_.SignalAll();
+}
+
+// ---- Writeback ----
 
 void PageCache::AcquireInodeSync(AddressSpace* as) {
   while (as->wb_busy_) inode_cv_.Wait();
@@ -111,17 +157,29 @@ Status PageCache::WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, Wr
   new_disk_size =
       std::max(new_disk_size, std::min(as->size_, (pages.back()->index + 1) * kPageSize));
 
-  // Under the page locks: take write access away from mappings, zero what lies past EOF, mark
-  // the pages under writeback, and (bounce) copy them.
+  // Under mu_: take write access away from mappings and mark the pages under writeback.
   for (Page* p : pages) {
     ClearDirtyForIo(p);
-    PageMkclean(p);
-    if (as->size_ < (p->index + 1) * kPageSize && as->size_ > p->index * kPageSize) {
-      const size_t keep = as->size_ - p->index * kPageSize;
-      std::memset(p->data + keep, 0, kPageSize - keep);
-    }
     StartWriteback(p);
   }
+  // What lies past EOF in the page that holds it (bytes a mapping wrote there) is zeroed before
+  // PI covers it.
+  Page* eof_page = nullptr;
+  size_t keep = kPageSize;
+  for (Page* p : pages) {
+    if (as->size_ > p->index * kPageSize && as->size_ < (p->index + 1) * kPageSize) {
+      eof_page = p;
+      keep = as->size_ - p->index * kPageSize;
+    }
+  }
+  if (bounce) counters_.bounce_copies += n;
+  const uint64_t blocks_before = as->blocks_;
+  WritebackHook hook = writeback_hook_;
+  mu_.Unlock();
+
+  // Under the page locks alone (no writer, PageMkwrite or truncate can reach these bytes, and
+  // i_size cannot shrink under I_SYNC): zero the tail, take the bounce copy, protect the source.
+  if (eof_page != nullptr) std::memset(eof_page->data + keep, 0, kPageSize - keep);
   std::unique_ptr<BounceBuffer> bounce_buf;
   std::vector<const char*> src(n);
   if (bounce) {
@@ -130,7 +188,6 @@ Status PageCache::WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, Wr
       std::memcpy(bounce_buf->data + i * kPageSize, pages[i]->data, kPageSize);
       src[i] = bounce_buf->data + i * kPageSize;
     }
-    counters_.bounce_copies += n;
   } else {
     for (size_t i = 0; i < n; i++) src[i] = pages[i]->data;
   }
@@ -139,9 +196,10 @@ Status PageCache::WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, Wr
       mprotect(const_cast<char*>(src[i]), kPageSize, PROT_READ);
     }
   }
+  // From here PG_writeback alone keeps the pages stable (writers and PageMkwrite wait on it
+  // under the wait policy; under bounce they may change the page, not the copy).
+  mu_.Lock();
   for (Page* p : pages) UnlockPage(p);
-  const uint64_t blocks_before = as->blocks_;
-  WritebackHook hook = writeback_hook_;
   mu_.Unlock();
 
   // Generate PI over the stable bytes.
