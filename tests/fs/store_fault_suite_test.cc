@@ -494,8 +494,17 @@ class StoreFaultSuite : public ::testing::TestWithParam<Operation> {
     }
     ASSERT_TRUE(fs_->Shutdown().ok());
     fs_.reset();
-    // An inode whose freeing failed keeps its orphan record; the next mount frees it.
+    // An inode whose freeing failed keeps its orphan record; the next mount frees it. There a new
+    // inode takes a number no existing one has (a number handed out by a failed change is never
+    // handed out again, and the reservation of numbers survived).
     ASSERT_TRUE(Filesystem::Open(fault_.get(), Options(), &fs_).ok());
+    struct stat st;
+    ASSERT_EQ(
+        fs_->Mknod(kRootIno, "new after reopen", S_IFIFO | 0644, 0, Filesystem::Caller(), &st), 0);
+    for (const auto& [name, desc] : live) {
+      EXPECT_EQ(desc.find("ino " + std::to_string(st.st_ino) + " "), std::string::npos)
+          << "the new inode's number is that of " << name;
+    }
     ASSERT_TRUE(fs_->Shutdown().ok());
     fs_.reset();
     FsckReport report;
