@@ -1,9 +1,7 @@
-// ErrnoFromStatus and the stable-page policy names.
+// ErrnoFromStatus: a Status as an errno (fs/errno_map.h).
 #include "fs/errno_map.h"
 
 #include <cerrno>
-
-#include "fs/stable_policy.h"
 
 namespace stablefs {
 
@@ -29,29 +27,6 @@ int ErrnoFromStatus(const Status& s) {
       return EROFS;
   }
   return EIO;
-}
-
-const char* StablePolicyName(StablePolicy p) {
-  switch (p) {
-    case StablePolicy::kWait:
-      return "wait";
-    case StablePolicy::kBounce:
-      return "bounce";
-    case StablePolicy::kOff:
-      return "off";
-  }
-  return "?";
-}
-
-Status ParseStablePolicy(std::string_view text, StablePolicy* out) {
-  for (StablePolicy p : {StablePolicy::kWait, StablePolicy::kBounce, StablePolicy::kOff}) {
-    if (text == StablePolicyName(p)) {
-      *out = p;
-      return Status::Ok();
-    }
-  }
-  return Status::InvalidArgument("stable_pages must be wait, bounce or off, not '" +
-                                 std::string(text) + "'");
 }
 
 }  // namespace stablefs
