@@ -209,6 +209,12 @@ Status CheckManifest(const std::string& path, const SyncedMark& mark) {
   return Status::Ok();
 }
 
+std::string WalName(uint64_t number) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%06llu.log", static_cast<unsigned long long>(number));
+  return name;
+}
+
 void RaiseOpenFileLimit() {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -233,8 +239,19 @@ class RocksBlockStore::WalFilter : public rocksdb::WalFilter {
   explicit WalFilter(RocksBlockStore* store) : store_(store) {}
   const char* Name() const override { return "StablefsSegmentWalFilter"; }
 
+  // A run of WAL records read from one file, in order, their sequence numbers contiguous.
+  struct Run {
+    uint64_t log_number;
+    uint64_t first, last;  // the sequence numbers the records cover
+  };
+  // What this recovery read: the log number of every column family in the MANIFEST, and the WAL
+  // records RocksDB replayed (every intact record of every WAL file it did not skip), as runs.
+  const std::map<uint32_t, uint64_t>& family_logs() const { return family_logs_; }
+  const std::vector<Run>& runs() const { return runs_; }
+
   void ColumnFamilyLogNumberMap(const std::map<uint32_t, uint64_t>& logs,
                                 const std::map<std::string, uint32_t>& ids) override {
+    family_logs_ = logs;
     auto d = ids.find(SpaceName(Space::kData));
     if (d != ids.end()) {
       data_id_ = d->second;
@@ -252,6 +269,7 @@ class RocksBlockStore::WalFilter : public rocksdb::WalFilter {
                                      const rocksdb::WriteBatch& batch,
                                      rocksdb::WriteBatch* /*new_batch*/,
                                      bool* /*batch_changed*/) override {
+    NoteRecord(log_number, batch);
     Segments* segs = store_->segments_.get();
     if (segs == nullptr) return WalProcessingOption::kContinueProcessing;
     struct Collect : rocksdb::WriteBatch::Handler {
@@ -268,10 +286,30 @@ class RocksBlockStore::WalFilter : public rocksdb::WalFilter {
         }
         return rocksdb::Status::OK();
       }
+      // Every other kind of record is passed over (the default handlers fail the iteration).
+      rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice&) override {
+        return rocksdb::Status::OK();
+      }
+      rocksdb::Status SingleDeleteCF(uint32_t, const rocksdb::Slice&) override {
+        return rocksdb::Status::OK();
+      }
+      rocksdb::Status DeleteRangeCF(uint32_t, const rocksdb::Slice&,
+                                    const rocksdb::Slice&) override {
+        return rocksdb::Status::OK();
+      }
+      rocksdb::Status MergeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+        return rocksdb::Status::OK();
+      }
+      rocksdb::Status PutBlobIndexCF(uint32_t, const rocksdb::Slice&,
+                                     const rocksdb::Slice&) override {
+        return rocksdb::Status::OK();
+      }
+      void LogData(const rocksdb::Slice&) override {}
     } c;
     c.data_id = data_id_;
     c.meta_id = meta_id_;
-    if (!batch.Iterate(&c).ok()) return WalProcessingOption::kContinueProcessing;
+    // A record this cannot read is not replayed unjudged: RocksDB would fail on it too.
+    if (!batch.Iterate(&c).ok()) return WalProcessingOption::kCorruptedRecord;
     // A watermark in a record was durable before the record was written.
     for (const SegmentWatermark& m : c.marks) {
       if (m.segment > durable_.segment ||
@@ -289,13 +327,20 @@ class RocksBlockStore::WalFilter : public rocksdb::WalFilter {
     for (const auto& [key, value] : c.pointers) {
       uint64_t ino = 0, index = 0;
       ParseDataKey(key, &ino, &index);
-      const SegmentLocation loc = DecodeSegmentPointer(value.data());
-      if (durable_.Covers(loc)) continue;
-      char* blocks[1] = {block};
-      Status s = have_profile ? segs->Read(loc, 1, blocks) : Status::NotFound("no segment files");
+      Status s;
+      SegmentLocation loc;
+      if (value.size() < kSegmentPointerPrefix) {
+        s = Status::Corruption("a segment pointer of " + std::to_string(value.size()) + " bytes");
+      } else {
+        loc = DecodeSegmentPointer(value.data());
+        if (durable_.Covers(loc)) continue;
+      }
+      if (s.ok() && !have_profile) s = Status::NotFound("no segment files");
       if (s.ok() && value.size() != SegmentPointerSize(profile)) {
         s = Status::Corruption("a segment pointer of " + std::to_string(value.size()) + " bytes");
       }
+      char* blocks[1] = {block};
+      if (s.ok()) s = segs->Read(loc, 1, blocks);
       pi::Mismatch mismatch;
       if (s.ok() &&
           !pi::Verify(profile, block, kBlockSize, value.data() + kSegmentPointerPrefix,
@@ -318,7 +363,24 @@ class RocksBlockStore::WalFilter : public rocksdb::WalFilter {
   }
 
  private:
+  void NoteRecord(uint64_t log_number, const rocksdb::WriteBatch& batch) {
+    const std::string& rep = batch.Data();
+    const uint32_t count = batch.Count();
+    if (rep.size() < 12 || count == 0) return;  // a record without writes has no sequence numbers
+    uint64_t first;
+    std::memcpy(&first, rep.data(), 8);  // WriteBatch: fixed64 sequence, fixed32 count, records
+    first = le64toh(first);
+    const uint64_t last = first + count - 1;
+    if (!runs_.empty() && runs_.back().log_number == log_number && runs_.back().last + 1 == first) {
+      runs_.back().last = last;
+    } else {
+      runs_.push_back(Run{log_number, first, last});
+    }
+  }
+
   RocksBlockStore* const store_;
+  std::map<uint32_t, uint64_t> family_logs_;
+  std::vector<Run> runs_;
   uint32_t data_id_ = UINT32_MAX;
   uint32_t meta_id_ = UINT32_MAX;
   uint64_t data_log_ = 0;
@@ -452,6 +514,10 @@ Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   db_options.create_missing_column_families = create;
   db_options.error_if_exists = create;
   db_options.paranoid_checks = true;
+  // The MANIFEST records every closed WAL file once it is synced, with its size, and recovery
+  // refuses a store where one is missing or shorter. (The live WAL file is not recorded; the
+  // synced log's WAL holder covers it: CheckSequence.)
+  db_options.track_and_verify_wals_in_manifest = true;
   db_options.max_background_jobs = options.background_jobs;
   db_options.bytes_per_sync = 1 << 20;
   db_options.info_log_level = rocksdb::InfoLogLevel::ERROR_LEVEL;
@@ -993,6 +1059,12 @@ Status RocksBlockStore::Trim() {
   return Status::Ok();
 }
 
+Status RocksBlockStore::TEST_Flush(Space s) {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  return FromRocks(db_->Flush(fo, cf(s)), [&] { return "flush of store " + path_; });
+}
+
 Status RocksBlockStore::VerifyFiles() {
   return FromRocks(db_->VerifyChecksum(), [&] { return "the files of store " + path_; });
 }
@@ -1234,14 +1306,73 @@ Status RocksBlockStore::CheckRecovers(const std::string& path, const RocksOption
 }
 
 Status RocksBlockStore::CheckSequence(const SyncedMark& mark) {
+  const std::string acked = path_ + ": its syncs acknowledged every write up to sequence number " +
+                            std::to_string(mark.sequence) + " (the synced log), but ";
+  const std::string tail =
+      "; opening it would undo acknowledged writes, so the store is not opened (keep a copy of it "
+      "before trying to repair it)";
   const uint64_t reached = db_->GetLatestSequenceNumber();
-  if (reached >= mark.sequence) return Status::Ok();
-  return Status::Corruption(
-      path_ + ": its syncs acknowledged every write up to sequence number " +
-      std::to_string(mark.sequence) + " (the synced log), but a recovery of its files reaches " +
-      "only " + std::to_string(reached) +
-      ": the WAL or the MANIFEST was damaged or cut short; opening it would undo acknowledged "
-      "writes, so the store is not opened (keep a copy of it before trying to repair it)");
+  if (reached < mark.sequence) {
+    return Status::Corruption(acked + "a recovery of its files reaches only " +
+                              std::to_string(reached) +
+                              ": the WAL or the MANIFEST was damaged or cut short" + tail);
+  }
+  // The recovered sequence alone does not show that nothing is missing: the MANIFEST records the
+  // database's last sequence number at each flush, past writes that only the WAL holds.
+  //
+  // Every write after the oldest point a column family has not flushed is in the WAL files
+  // RocksDB replays, contiguously: from the first record replayed up to the mark, no sequence
+  // number may be missing. (Past the mark, a power cut may leave a gap: unsynced records of one
+  // file lost, a later file's kept.)
+  const std::vector<WalFilter::Run>& runs = wal_filter_->runs();
+  if (!runs.empty() && runs.front().first <= mark.sequence) {
+    size_t i = 0;
+    uint64_t reach = runs[0].last;
+    while (i + 1 < runs.size() && runs[i + 1].first == reach + 1) reach = runs[++i].last;
+    if (reach < mark.sequence) {
+      const std::string after = i + 1 < runs.size()
+                                    ? "resume at " + std::to_string(runs[i + 1].first) + " in " +
+                                          WalName(runs[i + 1].log_number)
+                                    : "end there";
+      return Status::Corruption(acked + "its WAL records run from sequence number " +
+                                std::to_string(runs[0].first) + " (" + WalName(runs[0].log_number) +
+                                ") only to " + std::to_string(reach) + " (" +
+                                WalName(runs[i].log_number) + ") and " + after +
+                                ": a WAL file was removed, cut short or damaged" + tail);
+    }
+  }
+  // Writes before the first record replayed were flushed, unless the file holding them is gone:
+  // the mark names a WAL file that held an acknowledged batch. If the MANIFEST does not let
+  // recovery skip that file (its number is at least every family's log number or the lowest log
+  // number to keep, whichever is higher: what RocksDB replays from), the batch must have been
+  // replayed. RocksDB removes a WAL file only once that number has passed it.
+  if (mark.wal_number != 0) {
+    uint64_t replay_from = 0;
+    for (const auto& [id, log] : wal_filter_->family_logs()) {
+      replay_from = replay_from == 0 ? log : std::min(replay_from, log);
+    }
+    uint64_t keep = 0;
+    if (db_->GetIntProperty(rocksdb::DB::Properties::kMinLogNumberToKeep, &keep)) {
+      replay_from = std::max(replay_from, keep);
+    }
+    bool replayed = false;
+    for (const WalFilter::Run& r : runs) {
+      if (r.log_number == mark.wal_number && r.first <= mark.wal_sequence &&
+          mark.wal_sequence <= r.last) {
+        replayed = true;
+      }
+    }
+    if (mark.wal_number >= replay_from && !replayed) {
+      std::error_code ec;
+      const bool exists = fs::exists(fs::path(path_) / WalName(mark.wal_number), ec);
+      return Status::Corruption(
+          acked + WalName(mark.wal_number) + ", which held the acknowledged write ending at " +
+          "sequence number " + std::to_string(mark.wal_sequence) +
+          " and which the MANIFEST says is not yet all in tables, " +
+          (exists ? "no longer holds it (cut short or damaged)" : "is missing") + tail);
+    }
+  }
+  return Status::Ok();
 }
 
 Status RocksBlockStore::ManifestNow(uint64_t* number, uint64_t* size) {
@@ -1269,7 +1400,17 @@ Status RocksBlockStore::StartSyncedLog(const RocksOptions& options, SyncedMark m
   return Status::Ok();
 }
 
+uint64_t RocksBlockStore::CurrentWalNumber() {
+  std::unique_ptr<rocksdb::LogFile> wal;
+  if (!db_->GetCurrentWalFile(&wal).ok() || wal == nullptr) return 0;
+  return wal->LogNumber();
+}
+
 Status RocksBlockStore::Acknowledge(uint64_t sequence) {
+  return Acknowledge(sequence, WalHolder());
+}
+
+Status RocksBlockStore::Acknowledge(uint64_t sequence, const WalHolder& holder) {
   uint64_t wanted = acknowledge_wanted_.load(std::memory_order_relaxed);
   while (wanted < sequence &&
          !acknowledge_wanted_.compare_exchange_weak(wanted, sequence, std::memory_order_relaxed)) {
@@ -1277,10 +1418,13 @@ Status RocksBlockStore::Acknowledge(uint64_t sequence) {
   if (acknowledge_hook_) acknowledge_hook_(AcknowledgeStep::kWanted, sequence);
   MutexLock l(&synced_mu_);
   if (acknowledge_hook_) acknowledge_hook_(AcknowledgeStep::kLocked, sequence);
+  if (holder.number != 0 && holder.sequence > holder_wanted_.sequence) holder_wanted_ = holder;
   if (synced_log_ == nullptr || synced_log_->last().sequence >= sequence) return Status::Ok();
   uint64_t number = 0, size = 0;
   STABLEFS_RETURN_IF_ERROR(ManifestNow(&number, &size));
-  return synced_log_->Append(acknowledge_wanted_.load(std::memory_order_relaxed), number, size)
+  return synced_log_
+      ->Append(acknowledge_wanted_.load(std::memory_order_relaxed), number, size,
+               holder_wanted_.number, holder_wanted_.sequence)
       .WithContext("the synced log of store " + path_);
 }
 
@@ -1306,17 +1450,27 @@ Status RocksBlockStore::WriteAndAcknowledge(const rocksdb::WriteOptions& wo,
   // Every write published before this one is in the WAL ahead of it; with sync set, all of them
   // and this one are durable when Write returns (the batch then carries its sequence number).
   const uint64_t before = wo.sync ? db_->GetLatestSequenceNumber() : 0;
+  // The WAL file the batch goes to: the current one before and after the write, if they are
+  // the same (a switch in between leaves it unknown). It was synced with the batch.
+  const uint64_t wal_before = wo.sync && wb->Count() > 0 ? CurrentWalNumber() : 0;
   STABLEFS_RETURN_IF_ERROR(FromRocks(db_->Write(wo, wb), what));
   if (!wo.sync) return Status::Ok();
   uint64_t covered = before;
+  WalHolder holder;
   const std::string& rep = wb->Data();
   if (wb->Count() > 0 && rep.size() >= 12) {
     uint64_t first;
     std::memcpy(&first, rep.data(), 8);  // WriteBatch: fixed64 sequence, fixed32 count, records
     first = le64toh(first);
-    if (first != 0) covered = std::max(covered, first + wb->Count() - 1);
+    if (first != 0) {
+      covered = std::max(covered, first + wb->Count() - 1);
+      if (wal_before != 0 && CurrentWalNumber() == wal_before) {
+        holder.number = wal_before;
+        holder.sequence = first + wb->Count() - 1;
+      }
+    }
   }
-  return Acknowledge(covered).WithContext(what());
+  return Acknowledge(covered, holder).WithContext(what());
 }
 
 }  // namespace stablefs

@@ -139,6 +139,9 @@ class RocksBlockStore : public BlockStore {
   enum class AcknowledgeStep { kWanted, kLocked };
   using AcknowledgeHook = std::function<void(AcknowledgeStep step, uint64_t sequence)>;
   void TEST_SetAcknowledgeHook(AcknowledgeHook hook) { acknowledge_hook_ = std::move(hook); }
+  // Flushes one family's memtable to a table, as RocksDB does on its own when a memtable fills:
+  // the others keep theirs, and the WAL files they need.
+  Status TEST_Flush(Space s);
 
  protected:
   Status DoGet(Space s, std::string_view key, std::string* value) override;
@@ -225,7 +228,16 @@ class RocksBlockStore : public BlockStore {
   // Makes durable, before returning, a record that every write with a sequence number up to
   // `sequence` was acknowledged (callers first made those writes durable). Concurrent callers
   // share a record: the one that writes it writes the highest sequence any of them asked for.
+  // `holder`, when known, names the WAL file that holds one of the acknowledged write batches
+  // (SyncedMark::wal_number); the record carries the latest holder any caller gave.
+  struct WalHolder {
+    uint64_t number = 0;    // NNNNNN.log; 0: not known
+    uint64_t sequence = 0;  // the batch's last sequence number
+  };
+  Status Acknowledge(uint64_t sequence, const WalHolder& holder);
   Status Acknowledge(uint64_t sequence);
+  // The number of the WAL file RocksDB appends to now; 0 if it cannot tell.
+  uint64_t CurrentWalNumber();
   // After a flush: records the MANIFEST's new size (RocksDB removes the WAL files the flush made
   // obsolete only after this returns).
   void RecordManifest();
@@ -233,10 +245,15 @@ class RocksBlockStore : public BlockStore {
   Status ManifestNow(uint64_t* number, uint64_t* size);
   // Sets up the log an open or a create continues, from `mark` (the log's last record).
   Status StartSyncedLog(const RocksOptions& options, SyncedMark mark);
-  // Refused unless the files hold every write the mark says was acknowledged: what a recovery
-  // would make of them (a read-only open that changes nothing) reaches mark.sequence.
+  // Refused unless the files hold every write the mark says was acknowledged, judged from what
+  // a recovery would make of them (a read-only open that changes nothing): see CheckSequence.
   static Status CheckRecovers(const std::string& path, const RocksOptions& options,
                               const SyncedMark& mark);
+  // After an open: Corruption unless the recovery kept every write up to mark.sequence. Three
+  // things must hold (FORMAT.md, "Recovery, and exactly what it may undo"): the recovered
+  // sequence reaches the mark; the WAL records replayed run without a gap from the first one to
+  // the mark; and the mark's WAL holder, while a family it wrote to has not flushed it, was
+  // replayed.
   Status CheckSequence(const SyncedMark& mark);
   // db_->Write, then, for a sync write, Acknowledge of every write it made durable.
   Status WriteAndAcknowledge(const rocksdb::WriteOptions& wo, rocksdb::WriteBatch* wb,
@@ -244,7 +261,8 @@ class RocksBlockStore : public BlockStore {
 
   Mutex synced_mu_;
   std::unique_ptr<SyncedLog> synced_log_ GUARDED_BY(synced_mu_);
-  std::atomic<uint64_t> acknowledge_wanted_{0};  // the highest sequence asked for
+  std::atomic<uint64_t> acknowledge_wanted_{0};     // the highest sequence asked for
+  WalHolder holder_wanted_ GUARDED_BY(synced_mu_);  // the latest holder given
   AcknowledgeHook acknowledge_hook_;
   std::atomic<RocksBlockStore*> synced_store_{nullptr};  // what FlushListener records into
   bool probe_ = false;  // a read-only open that only asks how far a recovery reaches

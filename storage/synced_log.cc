@@ -16,8 +16,10 @@ namespace stablefs {
 
 namespace {
 
-constexpr std::string_view kMagic = "stablsyn";
-constexpr size_t kFields = 8 + 8 + 8 + 8 + 8;  // before the checksum
+constexpr std::string_view kMagic = "stablsy2";
+constexpr std::string_view kMagicV1 = "stablsyn";
+constexpr size_t kFields = SyncedLog::kRecordSize - 8;      // before the checksum
+constexpr size_t kFieldsV1 = SyncedLog::kRecordSizeV1 - 8;  // format 1
 
 void EncodeRecord(char* r, const SyncedMark& m) {
   std::memcpy(r, kMagic.data(), 8);
@@ -25,7 +27,20 @@ void EncodeRecord(char* r, const SyncedMark& m) {
   EncodeFixed64BE(r + 16, m.sequence);
   EncodeFixed64BE(r + 24, m.manifest_number);
   EncodeFixed64BE(r + 32, m.manifest_size);
+  EncodeFixed64BE(r + 40, m.wal_number);
+  EncodeFixed64BE(r + 48, m.wal_sequence);
   EncodeFixed64BE(r + kFields, pi::Xxh3(r, kFields));
+}
+
+// A record of format 1: the fields up to the MANIFEST's size, no WAL holder.
+bool DecodeRecordV1(const char* r, SyncedMark* m) {
+  if (std::memcmp(r, kMagicV1.data(), 8) != 0) return false;
+  if (DecodeFixed64BE(r + kFieldsV1) != pi::Xxh3(r, kFieldsV1)) return false;
+  m->generation = DecodeFixed64BE(r + 8);
+  m->sequence = DecodeFixed64BE(r + 16);
+  m->manifest_number = DecodeFixed64BE(r + 24);
+  m->manifest_size = DecodeFixed64BE(r + 32);
+  return true;
 }
 
 bool DecodeRecord(const char* r, SyncedMark* m) {
@@ -35,6 +50,8 @@ bool DecodeRecord(const char* r, SyncedMark* m) {
   m->sequence = DecodeFixed64BE(r + 16);
   m->manifest_number = DecodeFixed64BE(r + 24);
   m->manifest_size = DecodeFixed64BE(r + 32);
+  m->wal_number = DecodeFixed64BE(r + 40);
+  m->wal_sequence = DecodeFixed64BE(r + 48);
   return true;
 }
 
@@ -65,17 +82,31 @@ Status SyncedLog::Read(const std::string& store, bool* found, SyncedMark* mark, 
   }
   ::close(fd);
   *found = true;
+  // A file holds records of one format, the one it was written in at its last rewrite: format 1
+  // if no record slot of the current size starts with the current magic but one of format 1 does.
+  bool v1 = false;
+  {
+    bool current = false, old = false;
+    for (size_t off = 0; off + 8 <= data.size(); off += kRecordSize) {
+      current = current || std::memcmp(data.data() + off, kMagic.data(), 8) == 0;
+    }
+    for (size_t off = 0; off + 8 <= data.size(); off += kRecordSizeV1) {
+      old = old || std::memcmp(data.data() + off, kMagicV1.data(), 8) == 0;
+    }
+    v1 = !current && old;
+  }
+  const size_t size = v1 ? kRecordSizeV1 : kRecordSize;
   uint64_t bad = 0, good = 0;
-  for (size_t off = 0; off + kRecordSize <= data.size(); off += kRecordSize) {
+  for (size_t off = 0; off + size <= data.size(); off += size) {
     SyncedMark m;
-    if (!DecodeRecord(data.data() + off, &m)) {
+    if (!(v1 ? DecodeRecordV1(data.data() + off, &m) : DecodeRecord(data.data() + off, &m))) {
       bad++;
       continue;
     }
     good++;
     if (m.generation >= mark->generation) *mark = m;
   }
-  if (data.size() % kRecordSize != 0) bad++;
+  if (data.size() % size != 0) bad++;
   if (damaged != nullptr) *damaged = bad;
   if (good == 0 && !data.empty()) {
     return Status::Corruption(path + " holds no intact record (" + std::to_string(data.size()) +
@@ -125,13 +156,20 @@ Status SyncedLog::Rewrite(const SyncedMark& mark) {
   return Status::Ok();
 }
 
-Status SyncedLog::Append(uint64_t sequence, uint64_t manifest_number, uint64_t manifest_size) {
+Status SyncedLog::Append(uint64_t sequence, uint64_t manifest_number, uint64_t manifest_size,
+                         uint64_t wal_number, uint64_t wal_sequence) {
   if (!error_.ok()) return error_;
   SyncedMark m;
   m.generation = last_.generation + 1;
   m.sequence = std::max(sequence, last_.sequence);
   m.manifest_number = manifest_number;
   m.manifest_size = manifest_size;
+  m.wal_number = last_.wal_number;
+  m.wal_sequence = last_.wal_sequence;
+  if (wal_number != 0 && wal_sequence > last_.wal_sequence) {
+    m.wal_number = wal_number;
+    m.wal_sequence = wal_sequence;
+  }
   Status s;
   if (bytes_ + kRecordSize > kMaxBytes) {
     s = Rewrite(m);

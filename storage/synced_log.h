@@ -9,7 +9,8 @@
 // version edit RocksDB had synced. An open that would recover less than that is refused
 // (RocksBlockStore::Open), before RocksDB changes any file.
 //
-// The file is a sequence of 48-byte records (storage/FORMAT.md, "The synced log"); the intact
+// The file is a sequence of 64-byte records (storage/FORMAT.md, "The synced log"; a file of the
+// first format, 48-byte records, is still read, and rewritten at the next open); the intact
 // record with the highest generation is the mark. A torn or damaged record leaves an earlier,
 // weaker mark: never a refusal of a store that lost nothing acknowledged. The file is rewritten
 // (a new file renamed over it) at every open and when it reaches kMaxBytes.
@@ -30,11 +31,19 @@ struct SyncedMark {
   uint64_t sequence = 0;         // every write with a sequence number <= this was acknowledged
   uint64_t manifest_number = 0;  // MANIFEST-NNNNNN current when the record was written
   uint64_t manifest_size = 0;    // its size after the last version edit RocksDB had synced
+  // A WAL file known to hold an acknowledged write: the write batch whose last sequence number is
+  // wal_sequence (<= sequence) is in NNNNNN.log, wal_number. Zero when no such file is known
+  // (records of format 1, or no sync write seen yet). While the MANIFEST does not let recovery
+  // skip that file (its number is at least the lowest log number to keep), recovery must replay
+  // the file up to that batch.
+  uint64_t wal_number = 0;
+  uint64_t wal_sequence = 0;
 };
 
 class SyncedLog {
  public:
-  static constexpr size_t kRecordSize = 48;
+  static constexpr size_t kRecordSize = 64;
+  static constexpr size_t kRecordSizeV1 = 48;  // format 1, without the WAL holder
   static constexpr uint64_t kMaxBytes = 64 * 1024;
   static std::string FileName(const std::string& store) { return store + "/SYNCED"; }
 
@@ -50,9 +59,12 @@ class SyncedLog {
                       std::unique_ptr<SyncedLog>* out);
   ~SyncedLog();
 
-  // Appends the next record (generation one more than the last) and syncs it. A failure is
-  // sticky: every later Append returns it, as the file's state after it is unknown.
-  Status Append(uint64_t sequence, uint64_t manifest_number, uint64_t manifest_size);
+  // Appends the next record (generation one more than the last) and syncs it. The sequence never
+  // goes back; the WAL holder (wal_number, wal_sequence) is the given one if its wal_sequence is
+  // higher than the last record's, else the last record's. A failure is sticky: every later
+  // Append returns it, as the file's state after it is unknown.
+  Status Append(uint64_t sequence, uint64_t manifest_number, uint64_t manifest_size,
+                uint64_t wal_number = 0, uint64_t wal_sequence = 0);
   const SyncedMark& last() const { return last_; }
 
  private:

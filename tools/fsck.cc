@@ -2,7 +2,8 @@
 //
 //   fsck.stablefs [-n|-y] [--json] STORE
 //
-// -n    report only (the default)
+// -n    report only (the default): the store is opened read-only, so not even the recovery of
+//       a crashed store is written (it is replayed in memory)
 // -y    repair link counts, block counts, orphans and unlinked inodes, entries naming missing
 //       inodes, missing readdir cookies, wrong '..', blocks past EOF, records of missing inodes;
 //       a block that fails its tuples is reported, never re-protected
@@ -48,6 +49,8 @@ int main(int argc, char** argv) {
   }
   stablefs::RocksOptions options;
   options.busy_wait_ms = 10000;
+  // A check changes nothing: not even the recovery a read-write open would run (and write).
+  options.read_only = !repair;
   std::unique_ptr<stablefs::RocksBlockStore> store;
   stablefs::Status s = stablefs::RocksBlockStore::Open(store_path, options, &store);
   if (!s.ok()) {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,8 @@
 #include <sstream>
 #include <thread>
 
+#include "storage/coding.h"
+#include "storage/pi.h"
 #include "storage/rocks_block_store.h"
 #include "tests/util/temp_dir.h"
 
@@ -236,6 +239,150 @@ TEST_F(SyncedStoreTest, AManifestCutBelowItsSyncedSizeIsRefused) {
   EXPECT_TRUE(s.IsCorruption()) << s.ToString();
   EXPECT_NE(s.message().find("MANIFEST"), std::string::npos) << s.message();
   EXPECT_EQ(Files(), before);
+}
+
+// The WAL files of the store, oldest first.
+std::vector<std::string> Wals(const std::string& store) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(store)) {
+    if (e.path().extension() == ".log") out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// One family flushed past a WAL file that the others still need: the database's recovered
+// sequence number (from the flush's version edit) reaches the mark although that file is gone.
+// The mark names the file that held the last acknowledged write, and the open refuses.
+TEST_F(SyncedStoreTest, AWalRemovedAfterAnotherFamilyFlushedPastItIsRefused) {
+  Create();
+  ASSERT_TRUE(Put("a", "1", true).ok());  // xattrs: only in the WAL
+  WriteBatch b;
+  b.Put(Space::kInode, "i", "inode");
+  ASSERT_TRUE(store_->Write(b, WriteOptions{.sync = true}).ok());
+  ASSERT_TRUE(store_->TEST_Flush(Space::kInode).ok());  // a new WAL; inodes are in a table
+  store_.reset();
+  const std::vector<std::string> wals = Wals(path_);
+  ASSERT_EQ(wals.size(), 2u);
+  const std::string held = ReadAll(wals[0]);
+  ASSERT_FALSE(held.empty());
+  fs::remove(wals[0]);
+  const auto before = Files();
+  Status s = Open();
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.message().find("issing"), std::string::npos) << s.message();
+  EXPECT_EQ(Files(), before) << "a refused open changed the store";
+  RocksOptions ro = Options();
+  ro.read_only = true;
+  s = RocksBlockStore::Open(path_, ro, &store_);
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_EQ(Files(), before);
+  WriteAll(wals[0], held);
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(Get("a"), "1");
+}
+
+// The oldest of several WAL files removed, the newest holding the last acknowledged write: the
+// records replayed are contiguous and hold that write, but not the older ones. RocksDB's record
+// of the closed, synced WAL files in the MANIFEST refuses it.
+TEST_F(SyncedStoreTest, TheOldestOfSeveralWalsRemovedIsRefused) {
+  Create();
+  ASSERT_TRUE(Put("a", "1", true).ok());
+  WriteBatch b;
+  b.Put(Space::kInode, "i", "inode");
+  ASSERT_TRUE(store_->Write(b, WriteOptions{.sync = false}).ok());
+  ASSERT_TRUE(store_->TEST_Flush(Space::kInode).ok());
+  ASSERT_TRUE(Put("b", "2", true).ok());  // in the new WAL, which the mark now names
+  store_.reset();
+  const std::vector<std::string> wals = Wals(path_);
+  ASSERT_EQ(wals.size(), 2u);
+  const std::string held = ReadAll(wals[0]);
+  fs::remove(wals[0]);
+  const auto before = Files();
+  Status s = Open();
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_EQ(Files(), before) << "a refused open changed the store";
+  WriteAll(wals[0], held);
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(Get("a"), "1");
+  EXPECT_EQ(Get("b"), "2");
+}
+
+// Of three WAL files, the middle one removed: the sequence numbers replayed jump over it.
+TEST_F(SyncedStoreTest, AMiddleWalRemovedIsRefused) {
+  Create();
+  ASSERT_TRUE(Put("a", "1", true).ok());
+  for (const char* k : {"i", "j"}) {
+    WriteBatch b;
+    b.Put(Space::kInode, k, "inode");
+    ASSERT_TRUE(store_->Write(b, WriteOptions{.sync = true}).ok());
+    ASSERT_TRUE(store_->TEST_Flush(Space::kInode).ok());
+    ASSERT_TRUE(Put(std::string("x") + k, "2", true).ok());
+  }
+  store_.reset();
+  const std::vector<std::string> wals = Wals(path_);
+  ASSERT_EQ(wals.size(), 3u);
+  const std::string held = ReadAll(wals[1]);
+  fs::remove(wals[1]);
+  const auto before = Files();
+  Status s = Open();
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_EQ(Files(), before) << "a refused open changed the store";
+  WriteAll(wals[1], held);
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(Get("a"), "1");
+  EXPECT_EQ(Get("xi"), "2");
+  EXPECT_EQ(Get("xj"), "2");
+}
+
+// What the checks must not refuse: WAL files RocksDB removed itself after every family flushed
+// them, and a crash with acknowledged writes in several WAL files, all present.
+TEST_F(SyncedStoreTest, WalsRemovedByRocksDbAndSeveralWalsIntactOpen) {
+  Create();
+  ASSERT_TRUE(Put("a", "1", true).ok());
+  ASSERT_TRUE(store_->Trim().ok());  // every family flushed: the WAL holding "a" goes
+  ASSERT_TRUE(Put("b", "2", true).ok());
+  WriteBatch b;
+  b.Put(Space::kInode, "i", "inode");
+  ASSERT_TRUE(store_->Write(b, WriteOptions{.sync = true}).ok());
+  ASSERT_TRUE(store_->TEST_Flush(Space::kInode).ok());
+  ASSERT_TRUE(Put("c", "3", true).ok());
+  store_.reset();
+  Status s = Open();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Get("a"), "1");
+  EXPECT_EQ(Get("b"), "2");
+  EXPECT_EQ(Get("c"), "3");
+  ASSERT_TRUE(Put("d", "4", true).ok());
+  store_.reset();
+  s = Open();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Get("d"), "4");
+}
+
+// A synced log of format 1 (48-byte records, no WAL holder) is read, and the open rewrites it
+// in the current format.
+TEST_F(SyncedStoreTest, ALogOfTheFirstFormatIsReadAndRewritten) {
+  Create();
+  ASSERT_TRUE(Put("a", "1", true).ok());
+  store_.reset();
+  const SyncedMark mark = Mark();
+  char r[SyncedLog::kRecordSizeV1];
+  std::memcpy(r, "stablsyn", 8);
+  EncodeFixed64BE(r + 8, mark.generation);
+  EncodeFixed64BE(r + 16, mark.sequence);
+  EncodeFixed64BE(r + 24, mark.manifest_number);
+  EncodeFixed64BE(r + 32, mark.manifest_size);
+  EncodeFixed64BE(r + 40, pi::Xxh3(r, 40));
+  WriteAll(SyncedLog::FileName(path_), std::string(r, sizeof(r)));
+  const SyncedMark old = Mark();
+  EXPECT_EQ(old.sequence, mark.sequence);
+  EXPECT_EQ(old.wal_number, 0u);
+  ASSERT_TRUE(Open().ok());
+  EXPECT_EQ(Get("a"), "1");
+  store_.reset();
+  EXPECT_EQ(fs::file_size(SyncedLog::FileName(path_)) % SyncedLog::kRecordSize, 0u);
+  EXPECT_EQ(Mark().sequence, mark.sequence);
 }
 
 TEST_F(SyncedStoreTest, AStoreWithoutItsLogOpensAndStartsOne) {
