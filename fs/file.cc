@@ -115,8 +115,9 @@ int Filesystem::Write(OpenFile* f, uint64_t off, const char* buf, size_t size, s
   if (!s.ok() && *done == 0) return Errno(s);
   if (f->flags & (O_SYNC | O_DSYNC)) {
     // O_SYNC: the write is durable before it is acknowledged (guarantee 3).
-    int e = cache_->Fsync(inode->as.get(), &f->wb_err, off, off + *done);
-    if (e != 0) return e;
+    if (Status fs = cache_->Fsync(inode->as.get(), &f->wb_err, off, off + *done); !fs.ok()) {
+      return Errno(fs);
+    }
   }
   return 0;
 }
@@ -129,7 +130,7 @@ int Filesystem::Flush(OpenFile* f) {
 int Filesystem::Fsync(OpenFile* f, bool datasync) {
   (void)datasync;  // the inode record always travels with the data
   Inode* inode = f->inode.get();
-  if (inode->as) return cache_->Fsync(inode->as.get(), &f->wb_err);
+  if (inode->as) return Errno(cache_->Fsync(inode->as.get(), &f->wb_err));
   return Errno(store_->Sync());
 }
 

@@ -45,6 +45,11 @@
 
 namespace stablefs {
 
+// The page cache speaks Status; its ErrSeqs hold the code of each error recorded (a Status code
+// is nonzero and small), and Fsync turns the code back into a Status. The errno is made only
+// at the Filesystem facade (fs/errno_map.h).
+inline int ErrSeqCode(const Status& s) { return static_cast<int>(s.code()); }
+
 class Mapping;
 class PageCache;
 
@@ -204,8 +209,10 @@ class PageCache {
   // The cursor a newly opened file starts from.
   FileErrCursor OpenCursor(AddressSpace* as);
   // fsync/fdatasync: WriteAndWait, then a store sync, then reports (once per cursor) any
-  // writeback error since *cursor on this file or on the store as a whole. Returns an errno.
-  int Fsync(AddressSpace* as, FileErrCursor* cursor, uint64_t start = 0, uint64_t end = UINT64_MAX);
+  // writeback error since *cursor on this file or on the store as a whole, as a Status of that
+  // error's code.
+  Status Fsync(AddressSpace* as, FileErrCursor* cursor, uint64_t start = 0,
+               uint64_t end = UINT64_MAX);
   // sync(2): writes back every dirty page of every file, waits, syncs the store.
   Status SyncAll();
   // Drops every page of `as` (writing dirty ones back first if write_back) and takes it off the

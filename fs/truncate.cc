@@ -6,7 +6,6 @@
 #include <cassert>
 #include <cstring>
 
-#include "fs/errno_map.h"
 #include "fs/page_cache.h"
 
 namespace stablefs {
@@ -243,7 +242,7 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint
     as->blocks_ = blocks;
     as->disk_size_ = new_disk_size;
   } else {
-    as->wb_err_.Set(ErrnoFromStatus(s));
+    as->wb_err_.Set(ErrSeqCode(s));
   }
   return s;
 }

@@ -16,7 +16,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "fs/errno_map.h"
 #include "fs/log.h"
 #include "fs/mapping.h"
 #include "fs/page_cache.h"
@@ -241,7 +240,7 @@ Status PageCache::WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, Wr
           static_cast<unsigned long long>(ino),
           static_cast<unsigned long long>(pages.front()->index),
           static_cast<unsigned long long>(pages.back()->index), s.ToString().c_str());
-    if (!options_.debug_lose_writeback_errors) as->wb_err_.Set(ErrnoFromStatus(s));
+    if (!options_.debug_lose_writeback_errors) as->wb_err_.Set(ErrSeqCode(s));
   }
   if (options_.debug_readonly) {
     for (size_t i = 0; i < n; i++) {
@@ -331,16 +330,26 @@ FileErrCursor PageCache::OpenCursor(AddressSpace* as) {
   return FileErrCursor{as->wb_err_.Sample(), store_err_.Sample()};
 }
 
-int PageCache::Fsync(AddressSpace* as, FileErrCursor* cursor, uint64_t start, uint64_t end) {
+Status PageCache::Fsync(AddressSpace* as, FileErrCursor* cursor, uint64_t start, uint64_t end) {
   (void)WriteAndWait(as, start, end);  // its errors are in the ErrSeq
   Status s = store_->Sync();
   if (!s.ok()) {
     Log(LogLevel::kError, "store sync failed: %s", s.ToString().c_str());
-    store_err_.Set(ErrnoFromStatus(s));
+    store_err_.Set(ErrSeqCode(s));
   }
-  int err = as->wb_err_.CheckAndAdvance(&cursor->mapping);
-  int store_err = store_err_.CheckAndAdvance(&cursor->store);
-  return err != 0 ? err : store_err;
+  // Both cursors advance, as the kernel's file_check_and_advance_wb_err does for the one it has.
+  const int err = as->wb_err_.CheckAndAdvance(&cursor->mapping);
+  const int store_err = store_err_.CheckAndAdvance(&cursor->store);
+  if (err != 0) {
+    return Status::FromCode(static_cast<Status::Code>(err),
+                            "a writeback of this file failed since its last fsync (the log names "
+                            "the pages)");
+  }
+  if (store_err != 0) {
+    return Status::FromCode(static_cast<Status::Code>(store_err),
+                            "a sync of the store failed since this file's last fsync");
+  }
+  return Status::Ok();
 }
 
 Status PageCache::SyncAll() {
@@ -364,7 +373,7 @@ Status PageCache::SyncAll() {
   }
   Status s = store_->Sync();
   if (!s.ok()) {
-    store_err_.Set(ErrnoFromStatus(s));
+    store_err_.Set(ErrSeqCode(s));
     if (result.ok()) result = s;
   }
   return result;

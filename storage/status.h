@@ -41,6 +41,8 @@ class [[nodiscard]] Status {
   static Status Busy(std::string_view msg) { return Status(Code::kBusy, msg); }
   static Status NotSupported(std::string_view msg) { return Status(Code::kNotSupported, msg); }
   static Status ReadOnly(std::string_view msg) { return Status(Code::kReadOnly, msg); }
+  // A status of a code kept apart from its message (an ErrSeq holds only codes).
+  static Status FromCode(Code code, std::string_view msg) { return Status(code, msg); }
 
   bool ok() const { return code_ == Code::kOk; }
   bool IsNotFound() const { return code_ == Code::kNotFound; }

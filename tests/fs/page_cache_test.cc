@@ -14,6 +14,7 @@
 #include <random>
 #include <thread>
 
+#include "fs/errno_map.h"
 #include "fs/log.h"
 #include "fs/mapping.h"
 #include "storage/fault_block_store.h"
@@ -468,20 +469,20 @@ TEST(PageCacheTest, WritebackErrorsReachEveryOpenFileOnce) {
   f.Write(other, 0, "fine");
   f.fault_store_->InjectWriteError(12, Status::IOError("injected"), 1);
   ASSERT_TRUE(f.cache_->WriteAndWait(as, 0, UINT64_MAX).IsIOError());
-  EXPECT_EQ(f.cache_->Fsync(as, &a), EIO);
-  EXPECT_EQ(f.cache_->Fsync(as, &a), 0);     // once per file
-  EXPECT_EQ(f.cache_->Fsync(as, &b), EIO);   // and to every file open at the time
-  EXPECT_EQ(f.cache_->Fsync(other, &o), 0);  // other inodes are not affected
+  EXPECT_EQ(ErrnoFromStatus(f.cache_->Fsync(as, &a)), EIO);
+  EXPECT_EQ(ErrnoFromStatus(f.cache_->Fsync(as, &a)), 0);     // once per file
+  EXPECT_EQ(ErrnoFromStatus(f.cache_->Fsync(as, &b)), EIO);   // and to every file open at the time
+  EXPECT_EQ(ErrnoFromStatus(f.cache_->Fsync(other, &o)), 0);  // other inodes are not affected
   EXPECT_EQ(f.StoredBlock(13, 0), "fine" + std::string(kPageSize - 4, '\0'));
   FileErrCursor after = f.cache_->OpenCursor(as);
-  EXPECT_EQ(f.cache_->Fsync(as, &after), 0);
+  EXPECT_EQ(ErrnoFromStatus(f.cache_->Fsync(as, &after)), 0);
   EXPECT_EQ(f.cache_->counters().writeback_errors, 1u);
 
   // A failed store sync reaches every open file of every inode.
   f.fault_store_->InjectSyncError(Status::IOError("sync failed"), 1);
-  EXPECT_EQ(f.cache_->Fsync(other, &o), EIO);
-  EXPECT_EQ(f.cache_->Fsync(as, &a), EIO);
-  EXPECT_EQ(f.cache_->Fsync(as, &a), 0);
+  EXPECT_EQ(ErrnoFromStatus(f.cache_->Fsync(other, &o)), EIO);
+  EXPECT_EQ(ErrnoFromStatus(f.cache_->Fsync(as, &a)), EIO);
+  EXPECT_EQ(ErrnoFromStatus(f.cache_->Fsync(as, &a)), 0);
 }
 
 TEST(PageCacheTest, FsyncMakesDataDurableAcrossAStoreCrash) {
@@ -489,7 +490,7 @@ TEST(PageCacheTest, FsyncMakesDataDurableAcrossAStoreCrash) {
   AddressSpace* as = f.NewFile(14);
   FileErrCursor c = f.cache_->OpenCursor(as);
   f.Write(as, 0, Pattern('s', kPageSize));
-  ASSERT_EQ(f.cache_->Fsync(as, &c), 0);
+  ASSERT_EQ(ErrnoFromStatus(f.cache_->Fsync(as, &c)), 0);
   f.Write(as, kPageSize, Pattern('u', kPageSize));
   ASSERT_TRUE(f.cache_->WriteAndWait(as, 0, UINT64_MAX).ok());  // written, not synced
   ASSERT_TRUE(f.fault_store_->SimulateCrash().ok());
@@ -593,7 +594,7 @@ TEST_P(StablePagesTest, ConcurrentWriteDuringWriteback) {
   EXPECT_EQ(f.Read(as, 0, kPageSize), expect_final);
   // The rejected write is reported to fsync (off); nothing is to report otherwise.
   FileErrCursor c{};
-  EXPECT_EQ(f.cache_->Fsync(as, &c), pc.policy == StablePolicy::kOff ? EIO : 0);
+  EXPECT_EQ(ErrnoFromStatus(f.cache_->Fsync(as, &c)), pc.policy == StablePolicy::kOff ? EIO : 0);
   f.cache_->TEST_SetWritebackHook(nullptr);
   f.cache_->TEST_SetWaitHook(nullptr);
   map.reset();
@@ -756,7 +757,7 @@ void RunStress(StablePolicy policy, bool debug, BlockStore* store, int seconds_b
   threads.emplace_back([&] {  // fsync, concurrently with everything
     FileErrCursor c = cache->OpenCursor(as.get());
     for (int i = 0; i < seconds_budget_ops / 20; i++) {
-      if (cache->Fsync(as.get(), &c) != 0) errors++;
+      if (!cache->Fsync(as.get(), &c).ok()) errors++;
     }
   });
   for (auto& th : threads) th.join();
@@ -765,7 +766,7 @@ void RunStress(StablePolicy policy, bool debug, BlockStore* store, int seconds_b
   }
   map.reset();
   FileErrCursor c = cache->OpenCursor(as.get());
-  ASSERT_EQ(cache->Fsync(as.get(), &c), 0);
+  ASSERT_TRUE(cache->Fsync(as.get(), &c).ok());
   EXPECT_EQ(errors.load(), 0);
   PageCacheCounters counters = cache->counters();
   std::printf(

@@ -111,7 +111,7 @@ Status RunOne(const fs::path& path, StablePolicy policy, const Flags& flags, Row
   size_t done = 0;
   Status s = cache->Write(&as, 0, fill.data(), fill.size(), &done);
   FileErrCursor cursor = cache->OpenCursor(&as);
-  if (s.ok() && cache->Fsync(&as, &cursor) != 0) s = Status::IOError("fsync after the fill");
+  if (s.ok()) s = cache->Fsync(&as, &cursor);
   const PageCacheCounters c0 = cache->counters();
   const uint64_t logged0 = g_log_lines.load();
 
@@ -149,7 +149,7 @@ Status RunOne(const fs::path& path, StablePolicy policy, const Flags& flags, Row
     threads.emplace_back([&] {
       FileErrCursor c = cache->OpenCursor(&as);
       while (!stop.load(std::memory_order_relaxed)) {
-        if (cache->Fsync(&as, &c) != 0) fsync_errors++;
+        if (!cache->Fsync(&as, &c).ok()) fsync_errors++;
         fsyncs++;
         std::this_thread::sleep_for(std::chrono::milliseconds(flags.fsync_ms));
       }
