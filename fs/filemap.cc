@@ -133,6 +133,18 @@ Status PageCache::GrabPage(AddressSpace* as, uint64_t index, Page** page, bool* 
       *created = false;
       return Status::Ok();
     }
+    if (index >= as->invalidate_first_ && index < as->invalidate_end_) {
+      // A punch or truncate is removing this page: its block may be going.
+      if (invalidate_wait_hook_) {
+        auto hook = invalidate_wait_hook_;
+        mu_.Unlock();
+        hook(index);
+        mu_.Lock();
+        if (index < as->invalidate_first_ || index >= as->invalidate_end_) continue;
+      }
+      inode_cv_.Wait();
+      continue;
+    }
     if (Page* p = AllocFrame()) {
       p->mapping = as;
       p->index = index;
@@ -289,6 +301,7 @@ Status PageCache::Read(AddressSpace* as, uint64_t pos, size_t len, char* buf, si
           run.push_back(first);
           for (uint64_t i = index + 1; i <= fill_last && run.size() < kMaxFillPages; i++) {
             if (as->pages_.find(i) != as->pages_.end()) break;
+            if (i >= as->invalidate_first_ && i < as->invalidate_end_) break;
             Page* p = AllocFrame();
             if (p == nullptr) break;
             p->mapping = as;

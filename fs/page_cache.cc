@@ -161,4 +161,9 @@ void PageCache::TEST_SetWaitHook(std::function<void(uint64_t)> hook) {
   wait_hook_ = std::move(hook);
 }
 
+void PageCache::TEST_SetInvalidateWaitHook(std::function<void(uint64_t)> hook) {
+  MutexLock lock(&mu_);
+  invalidate_wait_hook_ = std::move(hook);
+}
+
 }  // namespace stablefs

@@ -158,6 +158,10 @@ class AddressSpace {
   bool wb_busy_ = false;  // I_SYNC
   uint32_t pins_ = 0;     // SyncAll holds the space across its writeback
   uint64_t ra_next_ = 0;  // file_ra_state: the page after the last read's
+  // Pages [invalidate_first_, invalidate_end_) are being removed under a store change (punch,
+  // zero range, truncate): none is created there until it ends (filemap_invalidate_lock).
+  uint64_t invalidate_first_ = 0;
+  uint64_t invalidate_end_ = 0;
   bool evicted_ = false;
   int64_t dirtied_when_ns_ = 0;                        // when dirty_ last became non-empty
   bi::list_member_hook<NormalLink> dirty_inode_hook_;  // PageCache::dirty_inodes_
@@ -242,6 +246,9 @@ class PageCache {
   void TEST_SetWritebackHook(WritebackHook hook);
   // Called when a thread starts to sleep in WaitOnPageWriteback (no lock held).
   void TEST_SetWaitHook(std::function<void(uint64_t index)> hook);
+  // Called when a thread that would create page `index` waits for a punch or truncate removing
+  // it (no lock held).
+  void TEST_SetInvalidateWaitHook(std::function<void(uint64_t index)> hook);
 
  private:
   friend class AddressSpace;
@@ -336,9 +343,6 @@ class PageCache {
   // ones too, though zeroed): reads see again what the store kept. REQUIRES: I_SYNC held.
   Status ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint64_t new_disk_size,
                    bool allocate = false) REQUIRES(mu_);
-  // Takes the pages at `indices` out of every mapping and out of the cache, after their
-  // writeback ends.
-  void DropPages(AddressSpace* as, const std::vector<uint64_t>& indices) REQUIRES(mu_);
 
   // ---- Mappings ----
   // The write fault handler's entry: returns false if the access must be a SIGBUS.
@@ -370,13 +374,14 @@ class PageCache {
   CondVar free_cv_;                                   // a frame became free or evictable
   CondVar throttle_cv_;                               // dirty + writeback pages went down
   CondVar flusher_cv_;                                // work for the flusher
-  CondVar inode_cv_;  // I_SYNC released, or an AddressSpace unpinned
+  CondVar inode_cv_;  // I_SYNC released, an AddressSpace unpinned, or an invalidate range ended
   bool stop_ GUARDED_BY(mu_) = false;
   bool flusher_kicked_ GUARDED_BY(mu_) = false;
   std::thread flusher_;
 
   WritebackHook writeback_hook_ GUARDED_BY(mu_);
   std::function<void(uint64_t)> wait_hook_ GUARDED_BY(mu_);
+  std::function<void(uint64_t)> invalidate_wait_hook_ GUARDED_BY(mu_);
 };
 
 }  // namespace stablefs

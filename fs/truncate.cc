@@ -187,10 +187,16 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint
     }
   }
 
-  // Whole pages: out of every mapping, then out of the cache (after their writeback ends).
+  // Whole pages: out of every mapping, then held locked, their writeback ended, until the store
+  // has taken the change. No page is created in the range meanwhile (the range is marked, as
+  // the kernel's invalidate_lock keeps faults and reads from adding folios), so no reader caches
+  // a block the commit deletes. Only once the commit succeeded do they leave the cache: a failed
+  // one leaves every page as it was, dirty ones with the bytes no writeback has stored yet.
+  std::vector<Page*> doomed;
   if (first_whole < end_whole) {
+    as->invalidate_first_ = first_whole;
+    as->invalidate_end_ = end_whole;
     ZapMappings(as, first_whole, end_whole - 1);
-    std::vector<Page*> doomed;
     for (auto it = as->pages_.lower_bound(first_whole);
          it != as->pages_.end() && it->index < end_whole; ++it) {
       doomed.push_back(&*it);
@@ -200,24 +206,43 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint
       LockPage(p);
       // A mapping that mapped the page after the zap above (a concurrent Map) loses it now.
       if (p->mapping == as && p->mapcount > 0) ZapMappings(as, p->index, p->index);
-      if (p->mapping == as) {
-        WaitOnPageWriteback(p);
-        DeletePageFromCache(p);
-      }
+      if (p->mapping == as) WaitOnPageWriteback(p);
+    }
+  }
+  // After the commit (ok or not): the doomed pages leave the cache if it succeeded, the range
+  // opens again, and the pages are unlocked.
+  auto finish_doomed = [&](bool committed) REQUIRES(mu_) {
+    for (Page* p : doomed) {
+      if (committed && p->mapping == as) DeletePageFromCache(p);
+    }
+    as->invalidate_first_ = as->invalidate_end_ = 0;
+    inode_cv_.SignalAll();
+    for (Page* p : doomed) {
       UnlockPage(p);
       PutPage(p);
     }
-  }
+  };
 
   // Partial pages: zeroed in the cache and rewritten with fresh PI in the batch that deletes
-  // the whole blocks, with the inode record.
+  // the whole blocks, with the inode record. The bytes zeroed are kept until the commit is known:
+  // a failed one puts them back, and a page that was dirty is dirty again (its bytes were never
+  // stored; the failed batch was reported as a writeback error).
+  struct Saved {
+    Page* page;
+    size_t from;
+    std::string bytes;
+    bool dirty;
+  };
+  std::vector<Saved> saved;
   for (Page* p : rewrite) {
     WaitStable(p);
     const uint64_t page_start = p->index * kPageSize;
     const size_t from = start > page_start ? start - page_start : 0;
     const size_t to =
         (end == kToEnd || end - page_start >= kPageSize) ? kPageSize : end - page_start;
+    const bool dirty = PageTest(p, PG_dirty);
     mu_.Unlock();
+    saved.push_back(Saved{p, from, std::string(p->data + from, to - from), dirty});
     std::memset(p->data + from, 0, to - from);
     mu_.Lock();
     MarkDirty(p);
@@ -225,11 +250,25 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint
   if (!rewrite.empty()) {
     std::sort(rewrite.begin(), rewrite.end(),
               [](const Page* a, const Page* b) { return a->index < b->index; });
-    std::vector<uint64_t> indices;
-    for (const Page* p : rewrite) indices.push_back(p->index);
+    for (Page* p : rewrite) GetPage(p);  // WritebackBatch unlocks them; the restore needs them
     s = WritebackBatch(as, rewrite, &extra, new_disk_size, blocks_delta);
-    // The store kept the old blocks: the zeroed pages go, so that a read sees what it holds.
-    if (!s.ok()) DropPages(as, indices);
+    finish_doomed(s.ok());
+    for (const Saved& v : saved) {
+      Page* p = v.page;
+      if (!s.ok()) {
+        LockPage(p);
+        if (p->mapping == as) {
+          WaitOnPageWriteback(p);
+          mu_.Unlock();
+          std::memcpy(p->data + v.from, v.bytes.data(), v.bytes.size());
+          mu_.Lock();
+          PageClear(p, PG_error);
+          if (v.dirty) MarkDirty(p);
+        }
+        UnlockPage(p);
+      }
+      PutPage(p);
+    }
     return s;
   }
   const int64_t blocks_after = static_cast<int64_t>(as->blocks_) + blocks_delta;
@@ -244,22 +283,8 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint
   } else {
     as->wb_err_.Set(ErrSeqCode(s));
   }
+  finish_doomed(s.ok());
   return s;
-}
-
-void PageCache::DropPages(AddressSpace* as, const std::vector<uint64_t>& indices) {
-  for (uint64_t index : indices) {
-    Page* p = FindGetPage(as, index);
-    if (p == nullptr) continue;
-    LockPage(p);
-    if (p->mapping == as) {
-      ZapMappings(as, index, index);
-      WaitOnPageWriteback(p);
-      DeletePageFromCache(p);
-    }
-    UnlockPage(p);
-    PutPage(p);
-  }
 }
 
 // ---- Eviction ----

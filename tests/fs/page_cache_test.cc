@@ -457,6 +457,121 @@ TEST(PageCacheTest, PagesUnderWritebackCountAsUnstored) {
   EXPECT_TRUE(f.cache_->UnstoredIndexes(as, 0, 10).empty());
 }
 
+// ---- Punch and truncate against readers and failing commits ----
+
+// An owner whose commit stops at a gate until released: the deterministic point between a
+// punch's removal of its pages and the store's change.
+class GatedOwner : public AddressSpaceOwner {
+ public:
+  explicit GatedOwner(BlockStore* store) : store_(store) {}
+  Status CommitWithInode(uint64_t, uint64_t, WriteBatch* batch) override {
+    std::unique_lock<std::mutex> l(mu_);
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait(l, [&] { return released_; });
+    return store_->Write(*batch);
+  }
+  void WaitEntered() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return entered_; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> l(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  BlockStore* const store_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false, released_ = false;
+};
+
+// A reader of a page a punch is removing, arriving while the punch's commit is paused, must
+// not cache the block the commit is deleting: it waits for the punch and reads zeros. (Before
+// the invalidate range, the reader read the old block from the store and kept it cached, so
+// every later read returned bytes the punch had removed.)
+TEST(PageCacheTest, AReaderDuringAPunchesCommitWaitsAndReadsZeros) {
+  std::mt19937_64 rng(31);
+  const std::string data = RandomBytes(rng, 4 * kPageSize);
+  CacheFixture writer(QuietFlusher());
+  AddressSpace* w = writer.NewFile(21);
+  writer.Write(w, 0, data);
+  ASSERT_TRUE(writer.cache_->WriteAndWait(w, 0, UINT64_MAX).ok());
+  std::unique_ptr<PageCache> cold;  // nothing cached: the reader must create its page
+  ASSERT_TRUE(PageCache::Create(writer.store_, QuietFlusher(), &cold).ok());
+  GatedOwner owner(writer.store_);
+  AddressSpace file(cold.get(), 21, w->size(), w->blocks(), &owner);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool reader_waits = false, reader_done = false;
+  cold->TEST_SetInvalidateWaitHook([&](uint64_t) {
+    std::lock_guard<std::mutex> l(mu);
+    reader_waits = true;
+    cv.notify_all();
+  });
+  Status punched;
+  std::thread puncher([&] { punched = cold->PunchHole(&file, kPageSize, 2 * kPageSize); });
+  owner.WaitEntered();
+  std::string got(kPageSize, 'x');
+  Status read;
+  std::thread reader([&] {
+    size_t done = 0;
+    read = cold->Read(&file, kPageSize, kPageSize, got.data(), &done);
+    std::lock_guard<std::mutex> l(mu);
+    reader_done = true;
+    cv.notify_all();
+  });
+  {
+    // Either the reader waits for the punch (right) or it finishes first (the bug).
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return reader_waits || reader_done; });
+  }
+  EXPECT_TRUE(reader_waits) << "the reader did not wait for the punch";
+  owner.Release();
+  puncher.join();
+  reader.join();
+  cold->TEST_SetInvalidateWaitHook(nullptr);
+  ASSERT_TRUE(punched.ok()) << punched.ToString();
+  ASSERT_TRUE(read.ok()) << read.ToString();
+  EXPECT_TRUE(got == std::string(kPageSize, '\0')) << "the reader saw a punched block";
+  std::string again(4 * kPageSize, 'x');
+  size_t done = 0;
+  ASSERT_TRUE(cold->Read(&file, 0, again.size(), again.data(), &done).ok());
+  std::string want = data;
+  std::fill(want.begin() + kPageSize, want.begin() + 3 * kPageSize, '\0');
+  EXPECT_TRUE(again == want) << "a later read saw a punched block";
+  EXPECT_TRUE(cold->Evict(&file, /*write_back=*/false).ok());
+}
+
+// A punch whose commit fails leaves every page as it was, dirty ones dirty with their bytes:
+// whole pages (kept in the cache until the commit is known) and a partial page (its zeroed
+// bytes put back). A later writeback stores them.
+TEST(PageCacheTest, APunchWhoseCommitFailsKeepsDirtyPages) {
+  std::mt19937_64 rng(32);
+  CacheFixture f(QuietFlusher(), /*fault=*/true);
+  AddressSpace* as = f.NewFile(22);
+  const std::string stored = RandomBytes(rng, 4 * kPageSize);
+  f.Write(as, 0, stored);
+  ASSERT_TRUE(f.cache_->WriteAndWait(as, 0, UINT64_MAX).ok());
+  const std::string fresh = RandomBytes(rng, 2 * kPageSize);
+  f.Write(as, kPageSize + 100, fresh);  // pages 1..3 dirty, never stored
+  std::string want = stored;
+  want.replace(kPageSize + 100, fresh.size(), fresh);
+  for (uint64_t len : {uint64_t{2 * kPageSize}, uint64_t{2 * kPageSize + 300}}) {
+    SCOPED_TRACE(len);  // pages 1..2 whole; then also page 3 partly
+    f.fault_store_->InjectWriteError(FaultBlockStore::kAnyIno, Status::IOError("injected"), 1);
+    EXPECT_FALSE(f.cache_->PunchHole(as, kPageSize, len).ok());
+    EXPECT_TRUE(f.Read(as, 0, 4 * kPageSize) == want) << "the file changed";
+  }
+  ASSERT_TRUE(f.cache_->WriteAndWait(as, 0, UINT64_MAX).ok());
+  for (uint64_t i = 0; i < 4; i++) {
+    EXPECT_TRUE(f.StoredBlock(22, i) == want.substr(i * kPageSize, kPageSize)) << "block " << i;
+  }
+}
+
 // ---- Writeback errors (guarantee 4) ----
 
 TEST(PageCacheTest, WritebackErrorsReachEveryOpenFileOnce) {

@@ -950,6 +950,129 @@ TEST_F(MountTest, InjectedStoreFaultsReachCallersAsEio) {
   ASSERT_EQ(m.Stop(), 0);
 }
 
+// The daemon's counter `name` (stablefsctl stats).
+uint64_t Stat(const std::string& mnt, const std::string& name) {
+  int fd = open(mnt.c_str(), O_RDONLY | O_DIRECTORY);
+  StablefsStats stats{};
+  const int r = fd < 0 ? -1 : ioctl(fd, STABLEFS_IOC_STATS, &stats);
+  if (fd >= 0) close(fd);
+  EXPECT_EQ(r, 0) << strerror(errno);
+  for (size_t i = 0; i < kNumStats; i++) {
+    if (name == kStatNames[i]) return stats.values[i];
+  }
+  ADD_FAILURE() << "no counter " << name;
+  return 0;
+}
+
+// Makes the kernel drop its cached pages, dentries and inodes: the daemon serves every read, and
+// an inode nothing holds gets its final FORGET.
+void DropKernelCaches() {
+  sync();
+  std::ofstream("/proc/sys/vm/drop_caches") << "3\n";
+}
+
+// A truncate or a hole punch whose store commit fails answers EIO and leaves the file as it was,
+// in the daemon's memory (the kernel's caches dropped, every byte read from the daemon) and in
+// the store (after a remount); the next try succeeds. The page cache drops the truncated pages
+// only once the commit is in the store.
+TEST_F(MountTest, ATruncateOrPunchWhoseCommitFailsLeavesTheFileAsItWas) {
+  Mount m({"debug_faults", "writeback_expire_ms=600000"});
+  ASSERT_TRUE(m.Start());
+  std::string data = RandomData(64 * 1024, 57);
+  WriteFile(m.Path("f"), data, /*do_fsync=*/true);
+  EXPECT_EQ(ReadFile(m.Path("f")), data);  // the daemon's cache holds every page
+  {
+    // Pages 3..5 rewritten and left dirty (no fsync): a failed truncate must not lose them.
+    const std::string fresh = RandomData(3 * 4096, 58);
+    int fd = open(m.Path("f").c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, fresh.data(), fresh.size(), 3 * 4096), ssize_t(fresh.size()));
+    close(fd);
+    data.replace(3 * 4096, fresh.size(), fresh);
+  }
+
+  // At a page boundary the commit is the truncate's only store write; inside a page, the
+  // partial page's writeback comes first and fails instead.
+  for (off_t size : {off_t{8192}, off_t{1000}}) {
+    SCOPED_TRACE(size);
+    ASSERT_EQ(InjectFault(m.mnt(), kFaultWriteErrors, 1), 0);
+    EXPECT_EQ(truncate(m.Path("f").c_str(), size), -1);
+    EXPECT_EQ(errno, EIO);
+    DropKernelCaches();
+    struct stat st = {};
+    ASSERT_EQ(stat(m.Path("f").c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, 64 * 1024);
+    EXPECT_EQ(ReadFile(m.Path("f")), data);
+  }
+
+  int fd = open(m.Path("f").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(InjectFault(m.mnt(), kFaultWriteErrors, 1), 0);
+  EXPECT_EQ(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 8192, 16384), -1);
+  EXPECT_EQ(errno, EIO);
+  close(fd);
+  DropKernelCaches();
+  EXPECT_EQ(ReadFile(m.Path("f")), data);
+
+  ASSERT_EQ(m.Stop(), 0);
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(ReadFile(m.Path("f")), data);
+  // With the fault gone, both succeed.
+  ASSERT_EQ(truncate(m.Path("f").c_str(), 40000), 0);
+  fd = open(m.Path("f").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 8192, 16384), 0);
+  ASSERT_EQ(fsync(fd), 0);
+  close(fd);
+  std::string want = data.substr(0, 40000);
+  std::fill(want.begin() + 8192, want.begin() + 8192 + 16384, '\0');
+  DropKernelCaches();
+  EXPECT_EQ(ReadFile(m.Path("f")), want);
+  ASSERT_EQ(m.Stop(), 0);
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(ReadFile(m.Path("f")), want);
+  ASSERT_EQ(m.Stop(), 0);
+  std::string out;
+  EXPECT_EQ(testing::RunCapture(std::string(FSCK_BIN) + " -n " + m.store(), &out), 0) << out;
+}
+
+// A file's dirty pages written back by its final FORGET (the inode leaves the table and its last
+// writeback runs after the namespace lock is dropped), then a sync, then SIGKILL: the file is
+// there with every byte, and fsck finds the store clean. A second file, unlinked while its dirty
+// pages waited, is freed at its last forget and gone after the crash.
+TEST_F(MountTest, PagesWrittenBackAtTheFinalForgetAndSyncedSurviveSigkill) {
+  Mount m({"writeback_expire_ms=600000"});
+  ASSERT_TRUE(m.Start());
+  const std::string data = RandomData(256 * 1024 + 100, 61);
+  WriteFile(m.Path("g"), data);  // closed, not synced: dirty in the daemon's cache
+  WriteFile(m.Path("gone"), RandomData(64 * 1024, 62));
+  ASSERT_EQ(unlink(m.Path("gone").c_str()), 0);
+  ASSERT_GT(Stat(m.mnt(), "dirty_pages"), 0u);
+  // The kernel forgets inodes it drops asynchronously: wait (bounded) until the final forget's
+  // writeback has left no dirty page, which only it can do here (expiry is 10 minutes away).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  uint64_t dirty = 0;
+  while ((dirty = Stat(m.mnt(), "dirty_pages")) > 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    DropKernelCaches();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling a condition
+  }
+  ASSERT_EQ(dirty, 0u) << "the kernel did not forget the inodes";
+  int dirfd = open(m.mnt().c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(dirfd, 0);
+  ASSERT_EQ(syncfs(dirfd), 0);
+  close(dirfd);
+  m.Crash();
+  std::string out;
+  EXPECT_EQ(testing::RunCapture(std::string(FSCK_BIN) + " -n " + m.store(), &out), 0) << out;
+  ASSERT_TRUE(m.Start());
+  EXPECT_EQ(ReadFile(m.Path("g")), data);
+  struct stat st = {};
+  EXPECT_EQ(stat(m.Path("gone").c_str(), &st), -1);
+  ASSERT_EQ(m.Stop(), 0);
+  EXPECT_EQ(testing::RunCapture(std::string(FSCK_BIN) + " -n " + m.store(), &out), 0) << out;
+}
+
 TEST_F(MountTest, ARoNorecoveryMountWritesNothingToTheStore) {
   Mount m;
   ASSERT_TRUE(m.Start());
