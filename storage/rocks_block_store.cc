@@ -18,7 +18,6 @@
 #include <shared_mutex>
 #include <thread>
 
-#include "storage/coding.h"
 #include "storage/rocks_internal.h"
 #include "storage/rocks_status.h"
 #include "storage/synced_log.h"
@@ -29,10 +28,7 @@ namespace stablefs {
 using rocks_internal::Budget;
 using rocks_internal::CheckManifest;
 using rocks_internal::DbOptions;
-using rocks_internal::DecodeSegmentPointer;
-using rocks_internal::EncodeSegmentPointer;
 using rocks_internal::FileSystemOf;
-using rocks_internal::IsSegmentPointer;
 using rocks_internal::RaiseOpenFileLimit;
 using rocks_internal::SpaceFor;
 using rocks_internal::SpaceOptions;
@@ -246,8 +242,10 @@ Status RocksBlockStore::OpenSegments(const RocksOptions& options) {
   STABLEFS_RETURN_IF_ERROR(segments_->CheckIdentity(superblock_.uuid, superblock_.pi));
   // Segment numbers are never reused, also when the newest file was collected or lost.
   std::string mark;
-  if (DoGet(Space::kMeta, kSegmentsSyncedKey, &mark).ok() && mark.size() == 8) {
-    segments_->NumberAfter(DecodeFixed32BE(mark.data()));
+  SegmentWatermark synced;
+  if (DoGet(Space::kMeta, kSegmentsSyncedKey, &mark).ok() &&
+      DecodeSegmentWatermark(mark, &synced)) {
+    segments_->NumberAfter(synced.segment);
   }
   segment_min_run_ = std::max<uint32_t>(options.segment_min_run, 1);
   // Room for a collection to move a segment's live blocks.
@@ -599,11 +597,11 @@ Status RocksBlockStore::AppendRuns(const WriteBatch& batch, std::vector<SegmentL
 Status RocksBlockStore::SyncSegments(rocksdb::WriteBatch* wb) {
   SegmentWatermark durable;
   STABLEFS_RETURN_IF_ERROR(segments_->Sync(&durable));
-  char value[8];
-  EncodeFixed32BE(value, durable.segment);
-  EncodeFixed32BE(value + 4, durable.slots);
-  return FromRocks(wb->Put(cf(Space::kMeta), ToSlice(kSegmentsSyncedKey), rocksdb::Slice(value, 8)),
-                   "building a write batch");
+  char value[kSegmentWatermarkSize];
+  EncodeSegmentWatermark(value, durable);
+  return FromRocks(
+      wb->Put(cf(Space::kMeta), ToSlice(kSegmentsSyncedKey), rocksdb::Slice(value, sizeof(value))),
+      "building a write batch");
 }
 
 Status RocksBlockStore::DoWrite(const WriteBatch& batch, bool sync) {

@@ -17,7 +17,6 @@
 #include <string_view>
 #include <vector>
 
-#include "storage/coding.h"
 #include "storage/format.h"
 #include "storage/rocks_block_store.h"
 #include "storage/segments.h"
@@ -70,19 +69,6 @@ rocksdb::FileSystem* FileSystemOf(const RocksOptions& o);
 // segment, a few thousand for a store of terabytes: the process may use as many as its hard
 // limit allows, not only the soft limit (often 1024).
 void RaiseOpenFileLimit();
-
-// ---- Segment pointers ----
-
-// A kData value pointing into a segment: be32 segment, be32 slot, then the tuples.
-inline void EncodeSegmentPointer(char* prefix, SegmentLocation loc) {
-  EncodeFixed32BE(prefix, loc.segment);
-  EncodeFixed32BE(prefix + 4, loc.slot);
-}
-inline SegmentLocation DecodeSegmentPointer(const char* p) {
-  return SegmentLocation{DecodeFixed32BE(p), DecodeFixed32BE(p + 4)};
-}
-// Whether a kData value is a segment pointer rather than a whole block.
-inline bool IsSegmentPointer(size_t value_size) { return value_size < kBlockSize; }
 
 // ---- Open-time checks (rocks_recovery.cc) ----
 

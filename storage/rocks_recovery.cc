@@ -18,8 +18,6 @@
 
 namespace stablefs {
 
-using rocks_internal::DecodeSegmentPointer;
-using rocks_internal::IsSegmentPointer;
 using rocks_internal::ToView;
 
 namespace {
@@ -104,11 +102,12 @@ rocksdb::WalFilter::WalProcessingOption RocksBlockStore::WalFilter::LogRecordFou
     std::vector<SegmentWatermark> marks;
     rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key,
                           const rocksdb::Slice& value) override {
+      SegmentWatermark mark;
       if (cf == data_id && IsSegmentPointer(value.size())) {
         pointers.emplace_back(key.ToString(), value.ToString());
-      } else if (cf == meta_id && ToView(key) == kSegmentsSyncedKey && value.size() == 8) {
-        marks.push_back(
-            SegmentWatermark{DecodeFixed32BE(value.data()), DecodeFixed32BE(value.data() + 4)});
+      } else if (cf == meta_id && ToView(key) == kSegmentsSyncedKey &&
+                 DecodeSegmentWatermark(ToView(value), &mark)) {
+        marks.push_back(mark);
       }
       return rocksdb::Status::OK();
     }

@@ -14,8 +14,6 @@
 
 namespace stablefs {
 
-using rocks_internal::DecodeSegmentPointer;
-using rocks_internal::EncodeSegmentPointer;
 using rocks_internal::ToView;
 
 namespace {
