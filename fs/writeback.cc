@@ -17,9 +17,9 @@
 #include <cstring>
 
 #include "fs/errno_map.h"
-#include "fs/log.h"
 #include "fs/mapping.h"
 #include "fs/page_cache.h"
+#include "storage/log.h"
 
 namespace stablefs {
 

@@ -14,9 +14,9 @@
 #include <random>
 #include <thread>
 
-#include "fs/log.h"
 #include "fs/mapping.h"
 #include "storage/fault_block_store.h"
+#include "storage/log.h"
 #include "storage/mem_block_store.h"
 #include "storage/rocks_block_store.h"
 #include "tests/util/temp_dir.h"
