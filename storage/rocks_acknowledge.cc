@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "storage/log.h"
 #include "storage/rocks_internal.h"
 #include "storage/rocks_status.h"
 #include "storage/synced_log.h"
@@ -31,8 +32,7 @@ void RocksBlockStore::FlushListener::OnFlushBegin(rocksdb::DB* /*db*/,
   Segments* segs = segments_->load(std::memory_order_acquire);
   if (segs == nullptr) return;
   Status s = segs->Sync();
-  if (!s.ok())
-    std::fprintf(stderr, "stablefs: sync of segments before a flush: %s\n", s.ToString().c_str());
+  if (!s.ok()) Log(LogLevel::kError, "sync of segments before a flush: %s", s.ToString().c_str());
 }
 
 Status RocksBlockStore::ManifestNow(uint64_t* number, uint64_t* size) {
@@ -99,8 +99,8 @@ void RocksBlockStore::RecordManifest() {
   }
   if (s.ok()) s = synced_log_->Append(synced_log_->last().sequence, number, size);
   if (!s.ok()) {
-    std::fprintf(stderr, "stablefs: recording the MANIFEST of store %s after a flush: %s\n",
-                 path_.c_str(), s.ToString().c_str());
+    Log(LogLevel::kError, "recording the MANIFEST of store %s after a flush: %s", path_.c_str(),
+        s.ToString().c_str());
   }
 }
 

@@ -18,6 +18,7 @@
 #include <shared_mutex>
 #include <thread>
 
+#include "storage/log.h"
 #include "storage/rocks_internal.h"
 #include "storage/rocks_status.h"
 #include "storage/synced_log.h"
@@ -108,10 +109,10 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
     uint64_t damaged = 0;
     Status s = SyncedLog::Read(path, &have_mark, &mark, &damaged);
     if (!s.ok() || !have_mark) {
-      std::fprintf(stderr,
-                   "stablefs: %s: %s; this open cannot check that recovery keeps every "
-                   "acknowledged write\n",
-                   path.c_str(), s.ok() ? "the store has no synced log" : s.ToString().c_str());
+      Log(LogLevel::kWarning,
+          "%s: %s; this open cannot check that recovery keeps every "
+          "acknowledged write",
+          path.c_str(), s.ok() ? "the store has no synced log" : s.ToString().c_str());
       have_mark = false;
       mark = SyncedMark();
     }

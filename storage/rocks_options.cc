@@ -13,15 +13,17 @@
 #include <cstdarg>
 #include <cstdio>
 
+#include "storage/log.h"
 #include "storage/rocks_internal.h"
 
 namespace stablefs::rocks_internal {
 
 namespace {
 
-// RocksDB's warnings and errors go to stderr, with the program's other messages, instead of a
-// LOG file in the store: the store's disk may be full, and RocksDB aborts the process (an
-// assertion Debian's build keeps) when it appends to a log file whose last write failed.
+// RocksDB's warnings and errors go to stderr through Log (storage/log.h), with the program's other
+// messages, instead of a LOG file in the store: the store's disk may be full, and RocksDB aborts
+// the process (an assertion Debian's build keeps) when it appends to a log file whose last write
+// failed.
 class StderrLogger : public rocksdb::Logger {
  public:
   explicit StderrLogger(rocksdb::InfoLogLevel level) : rocksdb::Logger(level) {}
@@ -29,7 +31,7 @@ class StderrLogger : public rocksdb::Logger {
   void Logv(const char* format, va_list ap) override {
     char line[1024];
     std::vsnprintf(line, sizeof(line), format, ap);
-    std::fprintf(stderr, "stablefs: rocksdb: %s\n", line);
+    Log(LogLevel::kError, "rocksdb: %s", line);
   }
 };
 

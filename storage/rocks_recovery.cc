@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "storage/log.h"
 #include "storage/pi.h"
 #include "storage/rocks_internal.h"
 #include "storage/wal_marks.h"
@@ -172,13 +173,12 @@ rocksdb::WalFilter::WalProcessingOption RocksBlockStore::WalFilter::LogRecordFou
       s = Status::Protection(pi::DescribeMismatch(profile, ino, index * kBlockSize, mismatch));
     }
     if (!s.ok()) {
-      std::fprintf(stderr,
-                   "stablefs: recovery: a write to inode %llu was not synced and its block at "
-                   "offset %llu (segment %u slot %u) did not survive the crash (%s); the write "
-                   "is undone\n",
-                   static_cast<unsigned long long>(ino),
-                   static_cast<unsigned long long>(index * kBlockSize), loc.segment, loc.slot,
-                   s.ToString().c_str());
+      Log(LogLevel::kWarning,
+          "recovery: a write to inode %llu was not synced and its block at "
+          "offset %llu (segment %u slot %u) did not survive the crash (%s); the write "
+          "is undone",
+          static_cast<unsigned long long>(ino), static_cast<unsigned long long>(index * kBlockSize),
+          loc.segment, loc.slot, s.ToString().c_str());
       store_->recovery_dropped_++;
       return WalProcessingOption::kIgnoreCurrentRecord;
     }

@@ -5,10 +5,10 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <mutex>
 #include <shared_mutex>
 
+#include "storage/log.h"
 #include "storage/rocks_internal.h"
 #include "storage/rocks_status.h"
 
@@ -143,8 +143,7 @@ Status RocksBlockStore::CollectSegments(double max_live_fraction, CollectStats* 
         });
     if (s.IsCorruption()) {
       // Left as it is, for fsck to report: its runs cannot be told apart.
-      std::fprintf(stderr, "stablefs: segment %u is not collected: %s\n", segment,
-                   s.ToString().c_str());
+      Log(LogLevel::kError, "segment %u is not collected: %s", segment, s.ToString().c_str());
       continue;
     }
     STABLEFS_RETURN_IF_ERROR(s);
@@ -209,8 +208,7 @@ void RocksBlockStore::CollectorLoop() {
     // Segments at most half live are worth moving: each move frees at least as much as it writes.
     Status s = CollectSegments(0.5, nullptr, kCollectPerSeal);
     if (!s.ok() && !is_shut_down()) {
-      std::fprintf(stderr, "stablefs: collecting segments of %s: %s\n", path_.c_str(),
-                   s.ToString().c_str());
+      Log(LogLevel::kError, "collecting segments of %s: %s", path_.c_str(), s.ToString().c_str());
     }
   }
 }
