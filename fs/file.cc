@@ -10,7 +10,7 @@
 
 #include "fs/filesystem.h"
 #include "fs/fs_internal.h"
-#include "fs/log.h"
+#include "storage/log.h"
 
 namespace stablefs {
 

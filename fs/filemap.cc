@@ -6,8 +6,8 @@
 #include <cassert>
 #include <cstring>
 
-#include "fs/log.h"
 #include "fs/page_cache.h"
+#include "storage/log.h"
 
 namespace stablefs {
 

@@ -26,9 +26,9 @@
 #include <vector>
 
 #include "fs/acl.h"
-#include "fs/log.h"
 #include "fs/scrub_ioctl.h"
 #include "fs/stats.h"
+#include "storage/log.h"
 
 namespace stablefs {
 

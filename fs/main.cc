@@ -46,10 +46,10 @@
 #include <thread>
 
 #include "fs/fuse_ops.h"
-#include "fs/log.h"
 #include "fs/mount_options.h"
 #include "storage/crash_file_system.h"
 #include "storage/fault_block_store.h"
+#include "storage/log.h"
 #include "storage/rocks_block_store.h"
 
 namespace {

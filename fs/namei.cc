@@ -9,7 +9,7 @@
 #include "fs/acl.h"
 #include "fs/filesystem.h"
 #include "fs/fs_internal.h"
-#include "fs/log.h"
+#include "storage/log.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)

@@ -16,9 +16,9 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "fs/log.h"
 #include "fs/mapping.h"
 #include "fs/page_cache.h"
+#include "storage/log.h"
 
 namespace stablefs {
 

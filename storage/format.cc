@@ -283,4 +283,24 @@ Status DecodeCounter(std::string_view src, uint64_t* v) {
   return Status::Ok();
 }
 
+void EncodeSegmentPointer(char* prefix, SegmentLocation loc) {
+  EncodeFixed32BE(prefix, loc.segment);
+  EncodeFixed32BE(prefix + 4, loc.slot);
+}
+
+SegmentLocation DecodeSegmentPointer(const char* prefix) {
+  return SegmentLocation{DecodeFixed32BE(prefix), DecodeFixed32BE(prefix + 4)};
+}
+
+void EncodeSegmentWatermark(char* dst, SegmentWatermark mark) {
+  EncodeFixed32BE(dst, mark.segment);
+  EncodeFixed32BE(dst + 4, mark.slots);
+}
+
+bool DecodeSegmentWatermark(std::string_view src, SegmentWatermark* mark) {
+  if (src.size() != kSegmentWatermarkSize) return false;
+  *mark = SegmentWatermark{DecodeFixed32BE(src.data()), DecodeFixed32BE(src.data() + 4)};
+  return true;
+}
+
 }  // namespace stablefs

@@ -170,4 +170,35 @@ inline uint64_t FirstSectorOfBlock(const pi::Profile& p, uint64_t index) {
   return index * TuplesPerBlock(p);
 }
 
+// ---- Segment pointers and the segments' watermark (format version 2, FORMAT.md "Segments") ----
+// Whether a kData value is a segment pointer rather than a whole block: any value shorter than a
+// block is taken for one (one of another length than SegmentPointerSize is damage: a read of it
+// is Corruption).
+inline bool IsSegmentPointer(size_t value_size) { return value_size < kBlockSize; }
+
+// Where a block's data lies: a segment number and a 4096-byte slot in it.
+struct SegmentLocation {
+  uint32_t segment = 0;
+  uint32_t slot = 0;
+  bool operator==(const SegmentLocation&) const = default;
+};
+// A segment pointer's first kSegmentPointerPrefix bytes: be32 segment, be32 slot.
+void EncodeSegmentPointer(char* prefix, SegmentLocation loc);
+SegmentLocation DecodeSegmentPointer(const char* prefix);
+
+// Everything before this position is durable: every slot of segments below `segment`, and slots
+// below `slots` of `segment` itself.
+struct SegmentWatermark {
+  uint32_t segment = 0;
+  uint32_t slots = 0;
+  bool Covers(SegmentLocation loc) const {
+    return loc.segment < segment || (loc.segment == segment && loc.slot < slots);
+  }
+};
+// The value of kSegmentsSyncedKey: be32 segment, be32 slots.
+inline constexpr size_t kSegmentWatermarkSize = 8;
+void EncodeSegmentWatermark(char* dst, SegmentWatermark mark);
+// False, *mark unchanged, unless src is kSegmentWatermarkSize bytes long.
+bool DecodeSegmentWatermark(std::string_view src, SegmentWatermark* mark);
+
 }  // namespace stablefs

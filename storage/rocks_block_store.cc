@@ -1,137 +1,49 @@
-// RocksBlockStore: column families, option choices, error translation, and the raw operations.
+// RocksBlockStore: opening and creating a store, and the data path: reads, writes, syncs,
+// compaction. RocksDB's options are in rocks_options.cc, the WAL filter and the open-time checks
+// in rocks_recovery.cc, the synced log side and the flush listener in rocks_acknowledge.cc, and
+// the collection of segments in segment_collector.cc; rocks_internal.h is what they share.
 #include "storage/rocks_block_store.h"
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
-#include <rocksdb/file_system.h>
-#include <rocksdb/filter_policy.h>
-#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
-#include <rocksdb/table.h>
-#include <rocksdb/wal_filter.h>
 #include <rocksdb/write_batch.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstdarg>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <shared_mutex>
 #include <thread>
 
-#include "storage/coding.h"
+#include "storage/log.h"
+#include "storage/rocks_internal.h"
 #include "storage/rocks_status.h"
 #include "storage/synced_log.h"
 #include "storage/wal_marks.h"
 
 namespace stablefs {
 
+using rocks_internal::Budget;
+using rocks_internal::CheckManifest;
+using rocks_internal::DbOptions;
+using rocks_internal::FileSystemOf;
+using rocks_internal::RaiseOpenFileLimit;
+using rocks_internal::SpaceFor;
+using rocks_internal::SpaceOptions;
+using rocks_internal::ToSlice;
+using rocks_internal::ToView;
+
 namespace {
 
 namespace fs = std::filesystem;
-
-// RocksDB's warnings and errors go to stderr, with the program's other messages, instead of a
-// LOG file in the store: the store's disk may be full, and RocksDB aborts the process (an
-// assertion Debian's build keeps) when it appends to a log file whose last write failed.
-class StderrLogger : public rocksdb::Logger {
- public:
-  explicit StderrLogger(rocksdb::InfoLogLevel level) : rocksdb::Logger(level) {}
-  using rocksdb::Logger::Logv;
-  void Logv(const char* format, va_list ap) override {
-    char line[1024];
-    std::vsnprintf(line, sizeof(line), format, ap);
-    std::fprintf(stderr, "stablefs: rocksdb: %s\n", line);
-  }
-};
-
-rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
-std::string_view ToView(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
-
-// Memtable sizes, scaled down on a small disk: a flush needs as much free space as the
-// memtables hold, and that space is kept in reserve (see SpaceFor()).
-struct Budget {
-  uint64_t data_write_buffer;
-  uint64_t meta_write_buffer;
-  uint64_t max_wal;
-  uint64_t reserve;
-  uint64_t segment;  // the size at which a segment is sealed (format version 2)
-};
-
-// Memtable and WAL sizes, scaled down on a small disk, and the space kept in reserve for them:
-// a flush needs as much free space as the memtables hold, and the WAL's files stay until every
-// family with records in them has flushed.
-Budget SpaceFor(const std::string& path, const RocksOptions& o) {
-  uint64_t disk = 0;
-  struct statvfs sv;
-  if (statvfs(path.c_str(), &sv) == 0) disk = uint64_t{sv.f_blocks} * sv.f_frsize;
-  Budget b;
-  b.data_write_buffer = o.data_write_buffer_bytes;
-  b.meta_write_buffer = 16 << 20;
-  b.max_wal = o.max_wal_bytes;
-  uint64_t slack = 16 << 20;
-  if (disk > 0) {
-    b.data_write_buffer =
-        std::min<uint64_t>(b.data_write_buffer, std::max<uint64_t>(disk / 32, 1 << 20));
-    b.meta_write_buffer =
-        std::min<uint64_t>(b.meta_write_buffer, std::max<uint64_t>(disk / 256, 256 << 10));
-    b.max_wal = std::min<uint64_t>(b.max_wal, std::max<uint64_t>(disk / 16, 1 << 20));
-    slack = std::clamp<uint64_t>(disk / 32, 1 << 20, 16 << 20);
-  }
-  b.segment = o.segment_bytes;
-  if (b.segment == 0) {
-    b.segment = 256 << 20;
-    if (disk > 0) b.segment = std::clamp<uint64_t>(disk / 64, 1 << 20, b.segment);
-  }
-  b.segment = std::clamp<uint64_t>(b.segment, 4 * kBlockSize, uint64_t{UINT32_MAX} * kBlockSize);
-  // Every family may hold two full memtables (one flushing).
-  b.reserve =
-      2 * (b.data_write_buffer + (kNumSpaces - 1) * b.meta_write_buffer) + b.max_wal + slack;
-  return b;
-}
-
-rocksdb::ColumnFamilyOptions SpaceOptions(Space s, const Budget& budget, const RocksOptions& o,
-                                          const std::shared_ptr<rocksdb::Cache>& cache) {
-  rocksdb::ColumnFamilyOptions cf;
-  rocksdb::BlockBasedTableOptions table;
-  table.block_cache = cache;
-  table.cache_index_and_filter_blocks = true;
-  // Point lookups of data blocks and block map entries skip SST files that cannot hold the key.
-  if (s == Space::kData || s == Space::kBlockMap) {
-    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  }
-  if (s == Space::kData) {
-    // Data is protected and already dense; compression would cost CPU on every flush.
-    cf.compression = rocksdb::kNoCompression;
-    cf.write_buffer_size = budget.data_write_buffer;
-    if (o.blob_files) {
-      cf.enable_blob_files = true;
-      // Whole blocks go to blob files; segment pointers (format version 2) stay in the tables.
-      cf.min_blob_size = kBlockSize;
-      cf.blob_file_size = 256ull << 20;
-      cf.blob_compression_type = rocksdb::kNoCompression;
-      cf.enable_blob_garbage_collection = true;
-      cf.blob_garbage_collection_age_cutoff = 0.25;
-    }
-  } else {
-    cf.write_buffer_size = budget.meta_write_buffer;
-  }
-  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-  return cf;
-}
 
 bool IsLockError(const rocksdb::Status& s) {
   std::string m = s.ToString();
   return s.IsIOError() &&
          (m.find("lock") != std::string::npos || m.find("LOCK") != std::string::npos);
-}
-
-rocksdb::FileSystem* FileSystemOf(const RocksOptions& o) {
-  rocksdb::Env* env = o.env != nullptr ? o.env : rocksdb::Env::Default();
-  return env->GetFileSystem().get();
 }
 
 std::string SegmentDir(const std::string& store) { return store + "/segments"; }
@@ -145,273 +57,11 @@ Segments::Options SegmentOptions(const std::string& store, const RocksOptions& o
   return so;
 }
 
-// A kData value pointing into a segment: be32 segment, be32 slot, then the tuples.
-void EncodeSegmentPointer(char* prefix, SegmentLocation loc) {
-  EncodeFixed32BE(prefix, loc.segment);
-  EncodeFixed32BE(prefix + 4, loc.slot);
-}
-SegmentLocation DecodeSegmentPointer(const char* p) {
-  return SegmentLocation{DecodeFixed32BE(p), DecodeFixed32BE(p + 4)};
-}
-// Whether a kData value is a segment pointer rather than a whole block.
-bool IsSegmentPointer(size_t value_size) { return value_size < kBlockSize; }
-
 // Segment data appended since the last sync past which a write syncs the segments and records
 // the watermark, bounding what the next open's recovery must read back (64 MiB).
 constexpr uint64_t kSyncEverySlots = 16384;
 
-// Sealed segments the background collector examines each time a segment is sealed: with one
-// examined per segment written, every segment is looked at again once the store has written as
-// much as it holds; two keep up with a store that overwrites as fast as it writes.
-constexpr size_t kCollectPerSeal = 2;
-
-// A store keeps a descriptor open for every table file (RocksDB's max_open_files -1) and every
-// segment, a few thousand for a store of terabytes: the process may use as many as its hard
-// limit allows, not only the soft limit (often 1024).
-// The MANIFEST CURRENT names must be the one the synced log last named or a later one, and the
-// same one must not have become shorter than its synced size.
-Status CheckManifest(const std::string& path, const SyncedMark& mark) {
-  std::error_code ec;
-  std::string current;
-  {
-    std::FILE* f = std::fopen((path + "/CURRENT").c_str(), "re");
-    if (f == nullptr) return Status::Ok();  // RocksDB's open says what is wrong
-    char buf[64];
-    const size_t n = std::fread(buf, 1, sizeof(buf), f);
-    std::fclose(f);
-    current.assign(buf, n);
-  }
-  unsigned long long number = 0;
-  char nl = 0;
-  if (std::sscanf(current.c_str(), "MANIFEST-%llu%c", &number, &nl) != 2 || nl != '\n') {
-    return Status::Ok();  // not RocksDB's format: its open refuses it
-  }
-  char want[32];
-  std::snprintf(want, sizeof(want), "MANIFEST-%06llu",
-                static_cast<unsigned long long>(mark.manifest_number));
-  const std::string tail =
-      "; opening it would undo acknowledged writes, so the store is not opened (keep a copy of "
-      "it before trying to repair it)";
-  if (number < mark.manifest_number) {
-    return Status::Corruption(path + ": CURRENT names " + current.substr(0, current.size() - 1) +
-                              ", older than " + want + " that the synced log names" + tail);
-  }
-  if (number == mark.manifest_number) {
-    const auto size = fs::file_size(fs::path(path) / want, ec);
-    if (ec || size < mark.manifest_size) {
-      return Status::Corruption(
-          path + ": " + want + " is " +
-          (ec ? std::string("missing") : std::to_string(size) + " bytes long") +
-          ", but its version edits were synced up to " + std::to_string(mark.manifest_size) +
-          " bytes" + tail);
-    }
-  }
-  return Status::Ok();
-}
-
-std::string WalName(uint64_t number) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "%06llu.log", static_cast<unsigned long long>(number));
-  return name;
-}
-
-void RaiseOpenFileLimit() {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-}
-
 }  // namespace
-
-// At recovery, RocksDB replays the WAL records that never reached a table. A record written
-// without a sync may point into segment slots whose data a power cut took (the WAL's pages may
-// reach the disk before the segment's). Before the first record is judged, every intact WAL
-// record has been read for the highest durable watermark (storage/wal_marks.h): the record of
-// an fsync comes after the writes it acknowledges, so the marks replayed in order would come too
-// late. Each replayed pointer past that watermark is read back and verified; a record with one
-// that fails is dropped whole, so its unsynced write is undone as a unit, as if it had not been
-// made, and one line says so. A pointer the watermark covers is never judged: its write was
-// acknowledged or its data was durable, and damage to it reads as EIO and is found by fsck.
-class RocksBlockStore::WalFilter : public rocksdb::WalFilter {
- public:
-  explicit WalFilter(RocksBlockStore* store) : store_(store) {}
-  const char* Name() const override { return "StablefsSegmentWalFilter"; }
-
-  // A run of WAL records read from one file, in order, their sequence numbers contiguous.
-  struct Run {
-    uint64_t log_number;
-    uint64_t first, last;  // the sequence numbers the records cover
-  };
-  // What this recovery read: the log number of every column family in the MANIFEST, and the WAL
-  // records RocksDB replayed (every intact record of every WAL file it did not skip), as runs.
-  const std::map<uint32_t, uint64_t>& family_logs() const { return family_logs_; }
-  const std::vector<Run>& runs() const { return runs_; }
-
-  void ColumnFamilyLogNumberMap(const std::map<uint32_t, uint64_t>& logs,
-                                const std::map<std::string, uint32_t>& ids) override {
-    family_logs_ = logs;
-    auto d = ids.find(SpaceName(Space::kData));
-    if (d != ids.end()) {
-      data_id_ = d->second;
-      auto l = logs.find(data_id_);
-      if (l != logs.end()) data_log_ = l->second;
-    }
-    auto m = ids.find(SpaceName(Space::kMeta));
-    if (m != ids.end()) meta_id_ = m->second;
-    // Called once, with the database locked, before the first record: what every sync recorded.
-    if (store_->segments_ != nullptr) durable_ = ReadWalMarks(store_->path_, meta_id_).highest;
-  }
-
-  WalProcessingOption LogRecordFound(unsigned long long log_number,
-                                     const std::string& /*log_file_name*/,
-                                     const rocksdb::WriteBatch& batch,
-                                     rocksdb::WriteBatch* /*new_batch*/,
-                                     bool* /*batch_changed*/) override {
-    NoteRecord(log_number, batch);
-    Segments* segs = store_->segments_.get();
-    if (segs == nullptr) return WalProcessingOption::kContinueProcessing;
-    struct Collect : rocksdb::WriteBatch::Handler {
-      uint32_t data_id, meta_id;
-      std::vector<std::pair<std::string, std::string>> pointers;
-      std::vector<SegmentWatermark> marks;
-      rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key,
-                            const rocksdb::Slice& value) override {
-        if (cf == data_id && IsSegmentPointer(value.size())) {
-          pointers.emplace_back(key.ToString(), value.ToString());
-        } else if (cf == meta_id && ToView(key) == kSegmentsSyncedKey && value.size() == 8) {
-          marks.push_back(
-              SegmentWatermark{DecodeFixed32BE(value.data()), DecodeFixed32BE(value.data() + 4)});
-        }
-        return rocksdb::Status::OK();
-      }
-      // Every other kind of record is passed over (the default handlers fail the iteration).
-      rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice&) override {
-        return rocksdb::Status::OK();
-      }
-      rocksdb::Status SingleDeleteCF(uint32_t, const rocksdb::Slice&) override {
-        return rocksdb::Status::OK();
-      }
-      rocksdb::Status DeleteRangeCF(uint32_t, const rocksdb::Slice&,
-                                    const rocksdb::Slice&) override {
-        return rocksdb::Status::OK();
-      }
-      rocksdb::Status MergeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
-        return rocksdb::Status::OK();
-      }
-      rocksdb::Status PutBlobIndexCF(uint32_t, const rocksdb::Slice&,
-                                     const rocksdb::Slice&) override {
-        return rocksdb::Status::OK();
-      }
-      void LogData(const rocksdb::Slice&) override {}
-    } c;
-    c.data_id = data_id_;
-    c.meta_id = meta_id_;
-    // A record this cannot read is not replayed unjudged: RocksDB would fail on it too.
-    if (!batch.Iterate(&c).ok()) return WalProcessingOption::kCorruptedRecord;
-    // A watermark in a record was durable before the record was written.
-    for (const SegmentWatermark& m : c.marks) {
-      if (m.segment > durable_.segment ||
-          (m.segment == durable_.segment && m.slots > durable_.slots)) {
-        durable_ = m;
-      }
-    }
-    if (log_number < data_log_ || c.pointers.empty()) {
-      return WalProcessingOption::kContinueProcessing;  // its data part is not replayed
-    }
-    pi::Profile profile;
-    std::array<uint8_t, 16> uuid;
-    const bool have_profile = segs->RecordedIdentity(&uuid, &profile).ok();
-    char block[kBlockSize];
-    for (const auto& [key, value] : c.pointers) {
-      uint64_t ino = 0, index = 0;
-      ParseDataKey(key, &ino, &index);
-      Status s;
-      SegmentLocation loc;
-      if (value.size() < kSegmentPointerPrefix) {
-        s = Status::Corruption("a segment pointer of " + std::to_string(value.size()) + " bytes");
-      } else {
-        loc = DecodeSegmentPointer(value.data());
-        if (durable_.Covers(loc)) continue;
-      }
-      if (s.ok() && !have_profile) s = Status::NotFound("no segment files");
-      if (s.ok() && value.size() != SegmentPointerSize(profile)) {
-        s = Status::Corruption("a segment pointer of " + std::to_string(value.size()) + " bytes");
-      }
-      char* blocks[1] = {block};
-      if (s.ok()) s = segs->Read(loc, 1, blocks);
-      pi::Mismatch mismatch;
-      if (s.ok() &&
-          !pi::Verify(profile, block, kBlockSize, value.data() + kSegmentPointerPrefix,
-                      FirstSectorOfBlock(profile, index), pi::AppTagForOwner(ino), &mismatch)) {
-        s = Status::Protection(pi::DescribeMismatch(profile, ino, index * kBlockSize, mismatch));
-      }
-      if (!s.ok()) {
-        std::fprintf(stderr,
-                     "stablefs: recovery: a write to inode %llu was not synced and its block at "
-                     "offset %llu (segment %u slot %u) did not survive the crash (%s); the write "
-                     "is undone\n",
-                     static_cast<unsigned long long>(ino),
-                     static_cast<unsigned long long>(index * kBlockSize), loc.segment, loc.slot,
-                     s.ToString().c_str());
-        store_->recovery_dropped_++;
-        return WalProcessingOption::kIgnoreCurrentRecord;
-      }
-    }
-    return WalProcessingOption::kContinueProcessing;
-  }
-
- private:
-  void NoteRecord(uint64_t log_number, const rocksdb::WriteBatch& batch) {
-    const std::string& rep = batch.Data();
-    const uint32_t count = batch.Count();
-    if (rep.size() < 12 || count == 0) return;  // a record without writes has no sequence numbers
-    uint64_t first;
-    std::memcpy(&first, rep.data(), 8);  // WriteBatch: fixed64 sequence, fixed32 count, records
-    first = le64toh(first);
-    const uint64_t last = first + count - 1;
-    if (!runs_.empty() && runs_.back().log_number == log_number && runs_.back().last + 1 == first) {
-      runs_.back().last = last;
-    } else {
-      runs_.push_back(Run{log_number, first, last});
-    }
-  }
-
-  RocksBlockStore* const store_;
-  std::map<uint32_t, uint64_t> family_logs_;
-  std::vector<Run> runs_;
-  uint32_t data_id_ = UINT32_MAX;
-  uint32_t meta_id_ = UINT32_MAX;
-  uint64_t data_log_ = 0;
-  SegmentWatermark durable_;
-};
-
-// Before a flush writes the data family's memtable to a table (which is durable without any WAL
-// sync), the segment data its pointers refer to is synced.
-// After it, the synced log records the MANIFEST's new size before RocksDB removes the WAL files
-// the flush made obsolete, so that a MANIFEST later cut short is told from one that is whole.
-class RocksBlockStore::FlushListener : public rocksdb::EventListener {
- public:
-  FlushListener(std::atomic<Segments*>* segments, std::atomic<RocksBlockStore*>* store)
-      : segments_(segments), store_(store) {}
-  void OnFlushCompleted(rocksdb::DB* /*db*/, const rocksdb::FlushJobInfo& /*info*/) override {
-    RocksBlockStore* store = store_->load(std::memory_order_acquire);
-    if (store != nullptr) store->RecordManifest();
-  }
-  void OnFlushBegin(rocksdb::DB* /*db*/, const rocksdb::FlushJobInfo& info) override {
-    if (info.cf_name != SpaceName(Space::kData)) return;
-    Segments* segs = segments_->load(std::memory_order_acquire);
-    if (segs == nullptr) return;
-    Status s = segs->Sync();
-    if (!s.ok())
-      std::fprintf(stderr, "stablefs: sync of segments before a flush: %s\n", s.ToString().c_str());
-  }
-
- private:
-  std::atomic<Segments*>* const segments_;
-  std::atomic<RocksBlockStore*>* const store_;
-};
 
 Status RocksBlockStore::Create(const std::string& path, const CreateOptions& create,
                                const RocksOptions& options, std::unique_ptr<RocksBlockStore>* out) {
@@ -459,10 +109,10 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
     uint64_t damaged = 0;
     Status s = SyncedLog::Read(path, &have_mark, &mark, &damaged);
     if (!s.ok() || !have_mark) {
-      std::fprintf(stderr,
-                   "stablefs: %s: %s; this open cannot check that recovery keeps every "
-                   "acknowledged write\n",
-                   path.c_str(), s.ok() ? "the store has no synced log" : s.ToString().c_str());
+      Log(LogLevel::kWarning,
+          "%s: %s; this open cannot check that recovery keeps every "
+          "acknowledged write",
+          path.c_str(), s.ok() ? "the store has no synced log" : s.ToString().c_str());
       have_mark = false;
       mark = SyncedMark();
     }
@@ -508,32 +158,10 @@ Status RocksBlockStore::Open(const std::string& path, const RocksOptions& option
 Status RocksBlockStore::OpenDb(const RocksOptions& options, bool create) {
   RaiseOpenFileLimit();
   flush_on_close_ = options.flush_on_close;
-  rocksdb::DBOptions db_options;
-  if (options.env != nullptr) db_options.env = options.env;
-  db_options.create_if_missing = create;
-  db_options.create_missing_column_families = create;
-  db_options.error_if_exists = create;
-  db_options.paranoid_checks = true;
-  // The MANIFEST records every closed WAL file once it is synced, with its size, and recovery
-  // refuses a store where one is missing or shorter. (The live WAL file is not recorded; the
-  // synced log's WAL holder covers it: CheckSequence.)
-  db_options.track_and_verify_wals_in_manifest = true;
-  db_options.max_background_jobs = options.background_jobs;
-  db_options.bytes_per_sync = 1 << 20;
-  db_options.info_log_level = rocksdb::InfoLogLevel::ERROR_LEVEL;
-  db_options.info_log = std::make_shared<StderrLogger>(db_options.info_log_level);
-  db_options.keep_log_file_num = 4;
-  // RocksDB would fadvise(RANDOM) every table and blob file it opens, which turns off the
-  // kernel's readahead: a sequential read of a file then costs one disk read per 4 KiB blob
-  // (measured: 104 MB/s cold). The kernel's readahead is adaptive and reads no more than asked
-  // for a random pattern, so leaving it on costs point lookups nothing.
-  db_options.advise_random_on_open = false;
-  auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   const Budget budget = SpaceFor(path_, options);
   reserve_bytes_ = budget.reserve;
-  // Small metadata families would otherwise pin every WAL file until the WAL reaches four times
-  // the memtable budget; past this size RocksDB flushes the families holding the oldest WAL.
-  db_options.max_total_wal_size = budget.max_wal;
+  rocksdb::DBOptions db_options = DbOptions(options, create, budget);
+  auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   // Segments (format version 2): verified replay, and synced data under every flushed pointer.
   wal_filter_ = std::make_shared<WalFilter>(this);
   db_options.wal_filter = wal_filter_.get();
@@ -615,8 +243,10 @@ Status RocksBlockStore::OpenSegments(const RocksOptions& options) {
   STABLEFS_RETURN_IF_ERROR(segments_->CheckIdentity(superblock_.uuid, superblock_.pi));
   // Segment numbers are never reused, also when the newest file was collected or lost.
   std::string mark;
-  if (DoGet(Space::kMeta, kSegmentsSyncedKey, &mark).ok() && mark.size() == 8) {
-    segments_->NumberAfter(DecodeFixed32BE(mark.data()));
+  SegmentWatermark synced;
+  if (DoGet(Space::kMeta, kSegmentsSyncedKey, &mark).ok() &&
+      DecodeSegmentWatermark(mark, &synced)) {
+    segments_->NumberAfter(synced.segment);
   }
   segment_min_run_ = std::max<uint32_t>(options.segment_min_run, 1);
   // Room for a collection to move a segment's live blocks.
@@ -909,6 +539,25 @@ Status RocksBlockStore::ReadBlocksAt(const rocksdb::Snapshot* snap, uint64_t ino
   return Status::Ok();
 }
 
+Status RocksBlockStore::BlockLocation(uint64_t ino, uint64_t index, std::string* where) {
+  std::string value;
+  rocksdb::Status rs =
+      db_->Get(rocksdb::ReadOptions(), cf(Space::kData), DataKey(ino, index), &value);
+  if (rs.IsNotFound()) {
+    return Status::NotFound("inode " + std::to_string(ino) + " block " + std::to_string(index));
+  }
+  STABLEFS_RETURN_IF_ERROR(FromRocks(rs, "a read of the data family"));
+  if (!IsSegmentPointer(value.size()) || value.size() < kSegmentPointerPrefix) {
+    *where = "the data family (whole block)";
+    return Status::Ok();
+  }
+  const SegmentLocation loc = DecodeSegmentPointer(value.data());
+  const std::string file = Segments::FileName("segments", loc.segment);
+  *where = "segment " + std::to_string(loc.segment) + " slot " + std::to_string(loc.slot) + " (" +
+           file + ", byte " + std::to_string(uint64_t{loc.slot} * kBlockSize) + ")";
+  return Status::Ok();
+}
+
 Status RocksBlockStore::AppendRuns(const WriteBatch& batch, std::vector<SegmentLocation>* loc) {
   const std::vector<WriteBatch::Op>& ops = batch.ops();
   std::vector<const char*> data;
@@ -949,11 +598,11 @@ Status RocksBlockStore::AppendRuns(const WriteBatch& batch, std::vector<SegmentL
 Status RocksBlockStore::SyncSegments(rocksdb::WriteBatch* wb) {
   SegmentWatermark durable;
   STABLEFS_RETURN_IF_ERROR(segments_->Sync(&durable));
-  char value[8];
-  EncodeFixed32BE(value, durable.segment);
-  EncodeFixed32BE(value + 4, durable.slots);
-  return FromRocks(wb->Put(cf(Space::kMeta), ToSlice(kSegmentsSyncedKey), rocksdb::Slice(value, 8)),
-                   "building a write batch");
+  char value[kSegmentWatermarkSize];
+  EncodeSegmentWatermark(value, durable);
+  return FromRocks(
+      wb->Put(cf(Space::kMeta), ToSlice(kSegmentsSyncedKey), rocksdb::Slice(value, sizeof(value))),
+      "building a write batch");
 }
 
 Status RocksBlockStore::DoWrite(const WriteBatch& batch, bool sync) {
@@ -1080,397 +729,6 @@ Status RocksBlockStore::DoSync() {
   // The segments first: a synced pointer must not outlive its data.
   if (segments_ != nullptr) STABLEFS_RETURN_IF_ERROR(SyncSegments(&wb));
   return WriteAndAcknowledge(wo, &wb, [&] { return std::string("sync of store " + path_); });
-}
-
-// ---- Collecting segments ----
-
-Status RocksBlockStore::ForEachLiveBlock(
-    uint32_t segment, uint64_t ino, uint64_t first, uint32_t count, uint32_t slot,
-    const std::function<void(uint64_t index, std::string_view tuples)>& fn) {
-  const size_t pointer_size = SegmentPointerSize(profile());
-  char begin[kDataKeySize], end[kDataKeySize];
-  EncodeDataKey(begin, ino, first);
-  EncodeDataKey(end, ino, first + count);
-  rocksdb::ReadOptions ro;
-  rocksdb::Slice upper(end, sizeof(end));
-  ro.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(Space::kData)));
-  for (it->Seek(rocksdb::Slice(begin, sizeof(begin))); it->Valid(); it->Next()) {
-    uint64_t kino, index;
-    const std::string_view value = ToView(it->value());
-    if (!ParseDataKey(ToView(it->key()), &kino, &index) || value.size() != pointer_size) {
-      continue;
-    }
-    if (DecodeSegmentPointer(value.data()) ==
-        SegmentLocation{segment, static_cast<uint32_t>(slot + (index - first))}) {
-      fn(index, value.substr(kSegmentPointerPrefix));
-    }
-  }
-  return FromRocks(it->status(), "a scan of the data under a segment");
-}
-
-Status RocksBlockStore::MoveLiveBlocks(uint32_t segment, uint64_t ino, uint64_t first,
-                                       uint32_t count, uint32_t slot, uint64_t* moved) {
-  // No write may change these blocks' pointers between the check below and the move.
-  std::unique_lock<std::shared_mutex> exclusive(relocate_mu_);
-  struct Live {
-    uint64_t index;
-    std::string tuples;
-  };
-  std::vector<Live> live;
-  STABLEFS_RETURN_IF_ERROR(ForEachLiveBlock(segment, ino, first, count, slot,
-                                            [&](uint64_t index, std::string_view tuples) {
-                                              live.push_back(Live{index, std::string(tuples)});
-                                            }));
-  rocksdb::WriteBatch wb;
-  std::vector<char> buffer;
-  std::vector<char*> blocks;
-  for (size_t r = 0; r < live.size();) {
-    size_t e = r + 1;
-    while (e < live.size() && live[e].index == live[e - 1].index + 1) e++;
-    const size_t n = e - r;
-    buffer.resize(n * kBlockSize);
-    blocks.resize(n);
-    for (size_t i = 0; i < n; i++) blocks[i] = buffer.data() + i * kBlockSize;
-    const SegmentLocation from{segment, static_cast<uint32_t>(slot + (live[r].index - first))};
-    STABLEFS_RETURN_IF_ERROR(segments_->Read(from, n, blocks.data()));
-    for (size_t done = 0; done < n;) {
-      SegmentLocation to;
-      size_t written = 0;
-      STABLEFS_RETURN_IF_ERROR(segments_->Append(ino, live[r + done].index, n - done,
-                                                 blocks.data() + done, /*contiguous=*/true, &to,
-                                                 &written));
-      for (size_t w = 0; w < written; w++) {
-        char key[kDataKeySize], pointer[kSegmentPointerPrefix];
-        EncodeDataKey(key, ino, live[r + done + w].index);
-        EncodeSegmentPointer(pointer,
-                             SegmentLocation{to.segment, to.slot + static_cast<uint32_t>(w)});
-        rocksdb::Slice key_part(key, sizeof(key));
-        rocksdb::Slice value_parts[2] = {rocksdb::Slice(pointer, sizeof(pointer)),
-                                         rocksdb::Slice(live[r + done + w].tuples)};
-        STABLEFS_RETURN_IF_ERROR(
-            FromRocks(wb.Put(cf(Space::kData), rocksdb::SliceParts(&key_part, 1),
-                             rocksdb::SliceParts(value_parts, 2)),
-                      "building a write batch"));
-      }
-      done += written;
-    }
-    r = e;
-  }
-  *moved += live.size();
-  if (wb.Count() == 0) return Status::Ok();
-  // After the shutdown ioctl nothing more reaches the disk.
-  if (is_shut_down()) return Status::IOError("the store is shut down");
-  return FromRocks(db_->Write(rocksdb::WriteOptions(), &wb),
-                   [&] { return "moving blocks out of segment " + std::to_string(segment); });
-}
-
-Status RocksBlockStore::CollectSegments(double max_live_fraction, CollectStats* stats,
-                                        size_t max_examine) {
-  CollectStats local;
-  if (stats == nullptr) stats = &local;
-  if (segments_ == nullptr) return Status::Ok();
-  if (read_only_) return Status::ReadOnly("the store is open read-only");
-  if (is_shut_down()) return Status::IOError("the store is shut down");
-  MutexLock one(&collect_mu_);
-  std::vector<uint32_t> removable;
-  // Round robin: the segments after the cursor first, then from the oldest.
-  std::vector<uint32_t> sealed = segments_->Sealed();
-  std::rotate(sealed.begin(), std::upper_bound(sealed.begin(), sealed.end(), collect_cursor_),
-              sealed.end());
-  if (sealed.size() > max_examine) sealed.resize(max_examine);
-  // A write appends its runs and then commits their pointers, holding relocate_mu_ shared
-  // throughout (DoWrite). Until it commits, a block it appended to one of `sealed` looks dead
-  // below, and a segment of only such blocks would be removed under the pointer about to name
-  // it. Taking the lock exclusively once waits for every such write: later writes append to a
-  // segment that is not in `sealed`.
-  { std::unique_lock<std::shared_mutex> barrier(relocate_mu_); }
-  for (uint32_t segment : sealed) {
-    collect_cursor_ = segment;
-    struct Run {
-      uint64_t ino, first;
-      uint32_t count, slot;
-    };
-    std::vector<Run> runs;
-    uint64_t total = 0, live = 0;
-    Status s = segments_->ForEachRun(
-        segment, [&](uint64_t ino, uint64_t first, uint32_t count, uint32_t slot) -> Status {
-          runs.push_back(Run{ino, first, count, slot});
-          total += count;
-          return ForEachLiveBlock(segment, ino, first, count, slot,
-                                  [&](uint64_t, std::string_view) { live++; });
-        });
-    if (s.IsCorruption()) {
-      // Left as it is, for fsck to report: its runs cannot be told apart.
-      std::fprintf(stderr, "stablefs: segment %u is not collected: %s\n", segment,
-                   s.ToString().c_str());
-      continue;
-    }
-    STABLEFS_RETURN_IF_ERROR(s);
-    stats->segments_examined++;
-    if (live > 0 && static_cast<double>(live) >= max_live_fraction * static_cast<double>(total)) {
-      continue;
-    }
-    for (const Run& r : runs) {
-      if (live == 0) break;
-      STABLEFS_RETURN_IF_ERROR(
-          MoveLiveBlocks(segment, r.ino, r.first, r.count, r.slot, &stats->blocks_moved));
-    }
-    removable.push_back(segment);
-  }
-  if (removable.empty()) return Status::Ok();
-  if (is_shut_down()) return Status::IOError("the store is shut down");
-  // The moves become durable, and the data family's memtable goes to a table, so that no WAL
-  // record a later recovery replays points into a removed segment.
-  rocksdb::WriteBatch wb;
-  STABLEFS_RETURN_IF_ERROR(SyncSegments(&wb));
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  STABLEFS_RETURN_IF_ERROR(
-      FromRocks(db_->Write(wo, &wb), [&] { return "sync of store " + path_; }));
-  rocksdb::FlushOptions fo;
-  fo.wait = true;
-  fo.allow_write_stall = true;
-  STABLEFS_RETURN_IF_ERROR(
-      FromRocks(db_->Flush(fo, cf(Space::kData)), [&] { return "flush of store " + path_; }));
-  for (uint32_t segment : removable) {
-    {
-      // No reader is between looking up a pointer into the segment and reading it.
-      WriterLock no_readers(&segment_readers_);
-      STABLEFS_RETURN_IF_ERROR(segments_->Forget(segment));
-    }
-    STABLEFS_RETURN_IF_ERROR(segments_->Remove(segment));
-    stats->segments_removed++;
-  }
-  return Status::Ok();
-}
-
-Status RocksBlockStore::BlockLocation(uint64_t ino, uint64_t index, std::string* where) {
-  std::string value;
-  rocksdb::Status rs =
-      db_->Get(rocksdb::ReadOptions(), cf(Space::kData), DataKey(ino, index), &value);
-  if (rs.IsNotFound()) {
-    return Status::NotFound("inode " + std::to_string(ino) + " block " + std::to_string(index));
-  }
-  STABLEFS_RETURN_IF_ERROR(FromRocks(rs, "a read of the data family"));
-  if (!IsSegmentPointer(value.size()) || value.size() < kSegmentPointerPrefix) {
-    *where = "the data family (whole block)";
-    return Status::Ok();
-  }
-  const SegmentLocation loc = DecodeSegmentPointer(value.data());
-  const std::string file = Segments::FileName("segments", loc.segment);
-  *where = "segment " + std::to_string(loc.segment) + " slot " + std::to_string(loc.slot) + " (" +
-           file + ", byte " + std::to_string(uint64_t{loc.slot} * kBlockSize) + ")";
-  return Status::Ok();
-}
-
-Status RocksBlockStore::SealSegment() {
-  if (segments_ == nullptr) return Status::Ok();
-  std::shared_lock<std::shared_mutex> moving(relocate_mu_);
-  return segments_->Seal();
-}
-
-void RocksBlockStore::WakeCollector() {
-  MutexLock l(&collector_mu_);
-  collector_wanted_ = true;
-  collector_cv_.Signal();
-}
-
-void RocksBlockStore::CollectorLoop() {
-  for (;;) {
-    {
-      MutexLock l(&collector_mu_);
-      while (!collector_stop_ && !collector_wanted_) collector_cv_.Wait();
-      if (collector_stop_) return;
-      collector_wanted_ = false;
-    }
-    // Segments at most half live are worth moving: each move frees at least as much as it writes.
-    Status s = CollectSegments(0.5, nullptr, kCollectPerSeal);
-    if (!s.ok() && !is_shut_down()) {
-      std::fprintf(stderr, "stablefs: collecting segments of %s: %s\n", path_.c_str(),
-                   s.ToString().c_str());
-    }
-  }
-}
-
-// ---- The synced log ----
-
-Status RocksBlockStore::CheckRecovers(const std::string& path, const RocksOptions& options,
-                                      const SyncedMark& mark) {
-  std::unique_ptr<RocksBlockStore> probe(new RocksBlockStore(path));
-  probe->probe_ = true;
-  RocksOptions o = options;
-  o.read_only = true;
-  STABLEFS_RETURN_IF_ERROR(probe->OpenDb(o, /*create=*/false));
-  return probe->CheckSequence(mark);
-}
-
-Status RocksBlockStore::CheckSequence(const SyncedMark& mark) {
-  const std::string acked = path_ + ": its syncs acknowledged every write up to sequence number " +
-                            std::to_string(mark.sequence) + " (the synced log), but ";
-  const std::string tail =
-      "; opening it would undo acknowledged writes, so the store is not opened (keep a copy of it "
-      "before trying to repair it)";
-  const uint64_t reached = db_->GetLatestSequenceNumber();
-  if (reached < mark.sequence) {
-    return Status::Corruption(acked + "a recovery of its files reaches only " +
-                              std::to_string(reached) +
-                              ": the WAL or the MANIFEST was damaged or cut short" + tail);
-  }
-  // The recovered sequence alone does not show that nothing is missing: the MANIFEST records the
-  // database's last sequence number at each flush, past writes that only the WAL holds.
-  //
-  // Every write after the oldest point a column family has not flushed is in the WAL files
-  // RocksDB replays, contiguously: from the first record replayed up to the mark, no sequence
-  // number may be missing. (Past the mark, a power cut may leave a gap: unsynced records of one
-  // file lost, a later file's kept.)
-  const std::vector<WalFilter::Run>& runs = wal_filter_->runs();
-  if (!runs.empty() && runs.front().first <= mark.sequence) {
-    size_t i = 0;
-    uint64_t reach = runs[0].last;
-    while (i + 1 < runs.size() && runs[i + 1].first == reach + 1) reach = runs[++i].last;
-    if (reach < mark.sequence) {
-      const std::string after = i + 1 < runs.size()
-                                    ? "resume at " + std::to_string(runs[i + 1].first) + " in " +
-                                          WalName(runs[i + 1].log_number)
-                                    : "end there";
-      return Status::Corruption(acked + "its WAL records run from sequence number " +
-                                std::to_string(runs[0].first) + " (" + WalName(runs[0].log_number) +
-                                ") only to " + std::to_string(reach) + " (" +
-                                WalName(runs[i].log_number) + ") and " + after +
-                                ": a WAL file was removed, cut short or damaged" + tail);
-    }
-  }
-  // Writes before the first record replayed were flushed, unless the file holding them is gone:
-  // the mark names a WAL file that held an acknowledged batch. If the MANIFEST does not let
-  // recovery skip that file (its number is at least every family's log number or the lowest log
-  // number to keep, whichever is higher: what RocksDB replays from), the batch must have been
-  // replayed. RocksDB removes a WAL file only once that number has passed it.
-  if (mark.wal_number != 0) {
-    uint64_t replay_from = 0;
-    for (const auto& [id, log] : wal_filter_->family_logs()) {
-      replay_from = replay_from == 0 ? log : std::min(replay_from, log);
-    }
-    uint64_t keep = 0;
-    if (db_->GetIntProperty(rocksdb::DB::Properties::kMinLogNumberToKeep, &keep)) {
-      replay_from = std::max(replay_from, keep);
-    }
-    bool replayed = false;
-    for (const WalFilter::Run& r : runs) {
-      if (r.log_number == mark.wal_number && r.first <= mark.wal_sequence &&
-          mark.wal_sequence <= r.last) {
-        replayed = true;
-      }
-    }
-    if (mark.wal_number >= replay_from && !replayed) {
-      std::error_code ec;
-      const bool exists = fs::exists(fs::path(path_) / WalName(mark.wal_number), ec);
-      return Status::Corruption(
-          acked + WalName(mark.wal_number) + ", which held the acknowledged write ending at " +
-          "sequence number " + std::to_string(mark.wal_sequence) +
-          " and which the MANIFEST says is not yet all in tables, " +
-          (exists ? "no longer holds it (cut short or damaged)" : "is missing") + tail);
-    }
-  }
-  return Status::Ok();
-}
-
-Status RocksBlockStore::ManifestNow(uint64_t* number, uint64_t* size) {
-  std::vector<std::string> files;
-  STABLEFS_RETURN_IF_ERROR(FromRocks(db_->GetLiveFiles(files, size, /*flush_memtable=*/false),
-                                     [&] { return "the live files of store " + path_; }));
-  *number = 0;
-  for (const std::string& f : files) {
-    unsigned long long n = 0;
-    if (std::sscanf(f.c_str(), "/MANIFEST-%llu", &n) == 1) *number = n;
-  }
-  return Status::Ok();
-}
-
-Status RocksBlockStore::StartSyncedLog(const RocksOptions& options, SyncedMark mark) {
-  mark.generation++;
-  STABLEFS_RETURN_IF_ERROR(ManifestNow(&mark.manifest_number, &mark.manifest_size));
-  std::unique_ptr<SyncedLog> log;
-  STABLEFS_RETURN_IF_ERROR(SyncedLog::Start(FileSystemOf(options), path_, mark, &log));
-  {
-    MutexLock l(&synced_mu_);
-    synced_log_ = std::move(log);
-  }
-  synced_store_.store(this, std::memory_order_release);
-  return Status::Ok();
-}
-
-uint64_t RocksBlockStore::CurrentWalNumber() {
-  std::unique_ptr<rocksdb::LogFile> wal;
-  if (!db_->GetCurrentWalFile(&wal).ok() || wal == nullptr) return 0;
-  return wal->LogNumber();
-}
-
-Status RocksBlockStore::Acknowledge(uint64_t sequence) {
-  return Acknowledge(sequence, WalHolder());
-}
-
-Status RocksBlockStore::Acknowledge(uint64_t sequence, const WalHolder& holder) {
-  uint64_t wanted = acknowledge_wanted_.load(std::memory_order_relaxed);
-  while (wanted < sequence &&
-         !acknowledge_wanted_.compare_exchange_weak(wanted, sequence, std::memory_order_relaxed)) {
-  }
-  if (acknowledge_hook_) acknowledge_hook_(AcknowledgeStep::kWanted, sequence);
-  MutexLock l(&synced_mu_);
-  if (acknowledge_hook_) acknowledge_hook_(AcknowledgeStep::kLocked, sequence);
-  if (holder.number != 0 && holder.sequence > holder_wanted_.sequence) holder_wanted_ = holder;
-  if (synced_log_ == nullptr || synced_log_->last().sequence >= sequence) return Status::Ok();
-  uint64_t number = 0, size = 0;
-  STABLEFS_RETURN_IF_ERROR(ManifestNow(&number, &size));
-  return synced_log_
-      ->Append(acknowledge_wanted_.load(std::memory_order_relaxed), number, size,
-               holder_wanted_.number, holder_wanted_.sequence)
-      .WithContext("the synced log of store " + path_);
-}
-
-void RocksBlockStore::RecordManifest() {
-  MutexLock l(&synced_mu_);
-  if (synced_log_ == nullptr) return;
-  uint64_t number = 0, size = 0;
-  Status s = ManifestNow(&number, &size);
-  if (s.ok() && number == synced_log_->last().manifest_number &&
-      size == synced_log_->last().manifest_size) {
-    return;
-  }
-  if (s.ok()) s = synced_log_->Append(synced_log_->last().sequence, number, size);
-  if (!s.ok()) {
-    std::fprintf(stderr, "stablefs: recording the MANIFEST of store %s after a flush: %s\n",
-                 path_.c_str(), s.ToString().c_str());
-  }
-}
-
-Status RocksBlockStore::WriteAndAcknowledge(const rocksdb::WriteOptions& wo,
-                                            rocksdb::WriteBatch* wb,
-                                            const std::function<std::string()>& what) {
-  // Every write published before this one is in the WAL ahead of it; with sync set, all of them
-  // and this one are durable when Write returns (the batch then carries its sequence number).
-  const uint64_t before = wo.sync ? db_->GetLatestSequenceNumber() : 0;
-  // The WAL file the batch goes to: the current one before and after the write, if they are
-  // the same (a switch in between leaves it unknown). It was synced with the batch.
-  const uint64_t wal_before = wo.sync && wb->Count() > 0 ? CurrentWalNumber() : 0;
-  STABLEFS_RETURN_IF_ERROR(FromRocks(db_->Write(wo, wb), what));
-  if (!wo.sync) return Status::Ok();
-  uint64_t covered = before;
-  WalHolder holder;
-  const std::string& rep = wb->Data();
-  if (wb->Count() > 0 && rep.size() >= 12) {
-    uint64_t first;
-    std::memcpy(&first, rep.data(), 8);  // WriteBatch: fixed64 sequence, fixed32 count, records
-    first = le64toh(first);
-    if (first != 0) {
-      covered = std::max(covered, first + wb->Count() - 1);
-      if (wal_before != 0 && CurrentWalNumber() == wal_before) {
-        holder.number = wal_before;
-        holder.sequence = first + wb->Count() - 1;
-      }
-    }
-  }
-  return Acknowledge(covered, holder).WithContext(what());
 }
 
 }  // namespace stablefs

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "storage/format.h"
 #include "storage/pi.h"
 #include "storage/status.h"
 #include "storage/thread_annotations.h"
@@ -38,22 +39,8 @@ class FSWritableFile;
 
 namespace stablefs {
 
-// Where a block's data lies: a segment number and a 4096-byte slot in it.
-struct SegmentLocation {
-  uint32_t segment = 0;
-  uint32_t slot = 0;
-  bool operator==(const SegmentLocation&) const = default;
-};
-
-// Everything before this position is durable: every slot of segments below `segment`, and slots
-// below `slots` of `segment` itself.
-struct SegmentWatermark {
-  uint32_t segment = 0;
-  uint32_t slots = 0;
-  bool Covers(SegmentLocation loc) const {
-    return loc.segment < segment || (loc.segment == segment && loc.slot < slots);
-  }
-};
+// SegmentLocation and SegmentWatermark, what RocksDB holds of the segments, are in
+// storage/format.h.
 
 class Segments {
  public:

@@ -11,7 +11,6 @@
 #include <cstring>
 #include <vector>
 
-#include "storage/coding.h"
 #include "storage/format.h"
 #include "storage/rocks_crc32c.h"
 
@@ -52,9 +51,10 @@ struct MarkFinder : rocksdb::WriteBatch::Handler {
   SegmentWatermark* highest = nullptr;
   rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key,
                         const rocksdb::Slice& value) override {
+    SegmentWatermark m;
     if (cf == meta_cf && key.size() == kSegmentsSyncedKey.size() &&
-        std::memcmp(key.data(), kSegmentsSyncedKey.data(), key.size()) == 0 && value.size() == 8) {
-      const SegmentWatermark m{DecodeFixed32BE(value.data()), DecodeFixed32BE(value.data() + 4)};
+        std::memcmp(key.data(), kSegmentsSyncedKey.data(), key.size()) == 0 &&
+        DecodeSegmentWatermark(std::string_view(value.data(), value.size()), &m)) {
       if (m.segment > highest->segment ||
           (m.segment == highest->segment && m.slots > highest->slots)) {
         *highest = m;

@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <string>
 
-#include "storage/segments.h"
+#include "storage/format.h"
 
 namespace stablefs {
 

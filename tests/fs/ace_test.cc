@@ -37,8 +37,8 @@
 
 #include "fs/filesystem.h"
 #include "fs/fsck.h"
-#include "fs/log.h"
 #include "storage/crash_file_system.h"
+#include "storage/log.h"
 #include "storage/rocks_block_store.h"
 #include "tests/util/temp_dir.h"
 

@@ -15,9 +15,9 @@
 #include <thread>
 
 #include "fs/errno_map.h"
-#include "fs/log.h"
 #include "fs/mapping.h"
 #include "storage/fault_block_store.h"
+#include "storage/log.h"
 #include "storage/mem_block_store.h"
 #include "storage/rocks_block_store.h"
 #include "tests/util/temp_dir.h"

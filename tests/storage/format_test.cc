@@ -192,5 +192,44 @@ TEST(FormatTest, KeysRoundTripAndOrder) {
   EXPECT_EQ(cookie, 5u);
 }
 
+TEST(FormatTest, SegmentPointerAndWatermarkRoundTrip) {
+  char pointer[kSegmentPointerPrefix];
+  const SegmentLocation loc{0x01020304, 0xa0b0c0d0};
+  EncodeSegmentPointer(pointer, loc);
+  EXPECT_EQ(std::string(pointer, sizeof(pointer)),
+            std::string("\x01\x02\x03\x04\xa0\xb0\xc0\xd0", 8));
+  EXPECT_EQ(DecodeSegmentPointer(pointer), loc);
+
+  char value[kSegmentWatermarkSize];
+  EncodeSegmentWatermark(value, SegmentWatermark{7, 0x10000});
+  EXPECT_EQ(std::string(value, sizeof(value)), std::string("\0\0\0\x07\0\x01\0\0", 8));
+  SegmentWatermark mark;
+  ASSERT_TRUE(DecodeSegmentWatermark(std::string_view(value, sizeof(value)), &mark));
+  EXPECT_EQ(mark.segment, 7u);
+  EXPECT_EQ(mark.slots, 0x10000u);
+}
+
+TEST(FormatTest, SegmentValuesAreToldByLength) {
+  // Any data value shorter than a block is a pointer; a whole block with its tuples never is.
+  for (pi::GuardKind guard : {pi::GuardKind::kCrc16T10Dif, pi::GuardKind::kCrc64Nvme}) {
+    for (uint32_t interval : {512u, 4096u}) {
+      pi::Profile p;
+      p.guard = guard;
+      p.interval = interval;
+      EXPECT_TRUE(IsSegmentPointer(SegmentPointerSize(p))) << p.ToString();
+      EXPECT_FALSE(IsSegmentPointer(kBlockSize + TupleBytesPerBlock(p))) << p.ToString();
+    }
+  }
+  EXPECT_TRUE(IsSegmentPointer(kBlockSize - 1));
+  EXPECT_FALSE(IsSegmentPointer(kBlockSize));
+  // A watermark of any other length than 8 bytes is not taken, and leaves *mark as it was.
+  SegmentWatermark mark{3, 4};
+  EXPECT_FALSE(DecodeSegmentWatermark(std::string_view("\0\0\0\x01\0\0\0", 7), &mark));
+  EXPECT_FALSE(DecodeSegmentWatermark(std::string(9, '\0'), &mark));
+  EXPECT_FALSE(DecodeSegmentWatermark("", &mark));
+  EXPECT_EQ(mark.segment, 3u);
+  EXPECT_EQ(mark.slots, 4u);
+}
+
 }  // namespace
 }  // namespace stablefs

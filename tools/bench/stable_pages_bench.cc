@@ -33,9 +33,9 @@
 #include <utility>
 #include <vector>
 
-#include "fs/log.h"
 #include "fs/page_cache.h"
 #include "storage/format.h"
+#include "storage/log.h"
 #include "storage/rocks_block_store.h"
 #include "tools/bench/scratch_dir.h"
 

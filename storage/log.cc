@@ -1,5 +1,5 @@
 // Log: one mutex-protected sink, stderr by default.
-#include "fs/log.h"
+#include "storage/log.h"
 
 #include <cstdarg>
 #include <cstdio>

@@ -1,4 +1,5 @@
-// Log: the daemon's error and warning lines, to stderr (or a sink tests install).
+// Log: the error and warning lines of the daemon and of the store, to stderr (or a sink tests
+// install).
 //
 // Guarantee 2 requires every verification failure to leave a line naming inode, offset, expected
 // and received; those lines come through here.
