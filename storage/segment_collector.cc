@@ -102,7 +102,7 @@ Status RocksBlockStore::MoveLiveBlocks(uint32_t segment, uint64_t ino, uint64_t 
   if (wb.Count() == 0) return Status::Ok();
   // After the shutdown ioctl nothing more reaches the disk.
   if (is_shut_down()) return Status::IOError("the store is shut down");
-  return FromRocks(db_->Write(rocksdb::WriteOptions(), &wb),
+  return FromRocks(DbWrite(rocksdb::WriteOptions(), &wb),
                    [&] { return "moving blocks out of segment " + std::to_string(segment); });
 }
 
@@ -166,8 +166,7 @@ Status RocksBlockStore::CollectSegments(double max_live_fraction, CollectStats* 
   STABLEFS_RETURN_IF_ERROR(SyncSegments(&wb));
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  STABLEFS_RETURN_IF_ERROR(
-      FromRocks(db_->Write(wo, &wb), [&] { return "sync of store " + path_; }));
+  STABLEFS_RETURN_IF_ERROR(FromRocks(DbWrite(wo, &wb), [&] { return "sync of store " + path_; }));
   rocksdb::FlushOptions fo;
   fo.wait = true;
   fo.allow_write_stall = true;
