@@ -97,7 +97,7 @@ rocksdb::WalFilter::WalProcessingOption RocksBlockStore::WalFilter::LogRecordFou
   NoteRecord(log_number, batch);
   Segments* segs = store_->segments_.get();
   if (segs == nullptr) return WalProcessingOption::kContinueProcessing;
-  struct Collect : rocksdb::WriteBatch::Handler {
+  struct Collect : PassOverHandler {
     uint32_t data_id, meta_id;
     std::vector<std::pair<std::string, std::string>> pointers;
     std::vector<SegmentWatermark> marks;
@@ -112,24 +112,6 @@ rocksdb::WalFilter::WalProcessingOption RocksBlockStore::WalFilter::LogRecordFou
       }
       return rocksdb::Status::OK();
     }
-    // Every other kind of record is passed over (the default handlers fail the iteration).
-    rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice&) override {
-      return rocksdb::Status::OK();
-    }
-    rocksdb::Status SingleDeleteCF(uint32_t, const rocksdb::Slice&) override {
-      return rocksdb::Status::OK();
-    }
-    rocksdb::Status DeleteRangeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
-      return rocksdb::Status::OK();
-    }
-    rocksdb::Status MergeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
-      return rocksdb::Status::OK();
-    }
-    rocksdb::Status PutBlobIndexCF(uint32_t, const rocksdb::Slice&,
-                                   const rocksdb::Slice&) override {
-      return rocksdb::Status::OK();
-    }
-    void LogData(const rocksdb::Slice&) override {}
   } c;
   c.data_id = data_id_;
   c.meta_id = meta_id_;

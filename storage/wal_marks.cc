@@ -46,7 +46,7 @@ uint32_t DecodeFixed32LE(const char* p) {
   return le32toh(v);
 }
 
-struct MarkFinder : rocksdb::WriteBatch::Handler {
+struct MarkFinder : PassOverHandler {
   uint32_t meta_cf = 0;
   SegmentWatermark* highest = nullptr;
   rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key,
@@ -62,23 +62,6 @@ struct MarkFinder : rocksdb::WriteBatch::Handler {
     }
     return rocksdb::Status::OK();
   }
-  // Everything else in a batch is of no interest; the defaults of some handlers fail.
-  rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice&) override {
-    return rocksdb::Status::OK();
-  }
-  rocksdb::Status SingleDeleteCF(uint32_t, const rocksdb::Slice&) override {
-    return rocksdb::Status::OK();
-  }
-  rocksdb::Status DeleteRangeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
-    return rocksdb::Status::OK();
-  }
-  rocksdb::Status MergeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
-    return rocksdb::Status::OK();
-  }
-  rocksdb::Status PutBlobIndexCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
-    return rocksdb::Status::OK();
-  }
-  void LogData(const rocksdb::Slice&) override {}
 };
 
 void ReadFile(int fd, const std::string& name, uint32_t meta_cf, WalMarks* out,

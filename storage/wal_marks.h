@@ -14,12 +14,38 @@
 // payload`, a payload being one fragment of a WriteBatch. storage/FORMAT.md describes it.
 #pragma once
 
+#include <rocksdb/write_batch.h>
+
 #include <cstdint>
 #include <string>
 
 #include "storage/format.h"
 
 namespace stablefs {
+
+// A WriteBatch handler that passes over every kind of record (some of RocksDB's default handlers
+// fail the iteration); a reader of WAL records derives from it and overrides what it reads.
+struct PassOverHandler : rocksdb::WriteBatch::Handler {
+  rocksdb::Status PutCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice&) override {
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status SingleDeleteCF(uint32_t, const rocksdb::Slice&) override {
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status DeleteRangeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status MergeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status PutBlobIndexCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    return rocksdb::Status::OK();
+  }
+  void LogData(const rocksdb::Slice&) override {}
+};
 
 struct WalMarks {
   SegmentWatermark highest;  // {0, 0} if no record names one
