@@ -56,8 +56,10 @@ class Inode : public AddressSpaceOwner {
   const uint64_t ino;
   Mutex rwsem ACQUIRED_BEFORE(meta_mu);  // i_rwsem
   Mutex meta_mu;
-  InodeRecord rec GUARDED_BY(meta_mu);  // size and blocks: see disk_size_, disk_blocks_
-  std::unique_ptr<AddressSpace> as;     // regular files only; set once at load
+  // A regular file's size and block count as the store holds them are as->disk_size() and
+  // as->blocks(), not rec's (which keeps what the inode was loaded or created with).
+  InodeRecord rec GUARDED_BY(meta_mu);
+  std::unique_ptr<AddressSpace> as;  // regular files only; set once at load
 
   // Lifetime counts, guarded by Filesystem::ns_mu_.
   uint64_t nlookup = 0;  // the kernel's references (lookup minus forget)
@@ -67,21 +69,21 @@ class Inode : public AddressSpaceOwner {
   bool IsDir() const { return S_ISDIR(mode_); }
   bool IsReg() const { return S_ISREG(mode_); }
 
-  // AddressSpaceOwner: data and the record with the given size and block count, atomically.
-  Status CommitWithInode(uint64_t disk_size, uint64_t blocks, WriteBatch* batch) override;
+  // AddressSpaceOwner: data and the record with the given size and block count, atomically,
+  // published under meta_mu.
+  Status CommitWithInode(uint64_t disk_size, uint64_t blocks, WriteBatch* batch,
+                         const std::function<void()>& publish) override;
   // Adds this inode's record to `batch` as it should be persisted now. REQUIRES: meta_mu.
   void AddRecordTo(WriteBatch* batch) REQUIRES(meta_mu) { AddRecordTo(rec, batch); }
   // Adds `r` as this inode's record to `batch`, with a regular file's size and block count as
   // the store holds them (not r's). REQUIRES: meta_mu.
   void AddRecordTo(const InodeRecord& r, WriteBatch* batch) REQUIRES(meta_mu);
-  // The size and block count the store holds for a regular file. REQUIRES: meta_mu.
-  uint64_t disk_size() const REQUIRES(meta_mu) { return disk_size_; }
 
  private:
   BlockStore* const store_;
   const uint32_t mode_;  // the file type never changes
-  uint64_t disk_size_ GUARDED_BY(meta_mu);
-  uint64_t disk_blocks_ GUARDED_BY(meta_mu);
+  // Writes `r` with `disk_size` and `blocks` as a regular file's size and block count.
+  void EncodeRecord(const InodeRecord& r, uint64_t disk_size, uint64_t blocks, WriteBatch* batch);
 };
 
 // A namespace or attribute change, staged and then published, as LevelDB's VersionSet::LogAndApply

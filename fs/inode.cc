@@ -29,24 +29,31 @@ struct timespec ToTimespec(const Timespec& t) {
 
 // No lock here: nobody else can see the inode yet (GetInode holds its number busy).
 Inode::Inode(uint64_t ino_arg, const InodeRecord& r, BlockStore* store)
-    : ino(ino_arg),
-      rec(r),
-      store_(store),
-      mode_(r.mode),
-      disk_size_(r.size),
-      disk_blocks_(r.blocks) {}
+    : ino(ino_arg), rec(r), store_(store), mode_(r.mode) {}
 
 Inode::~Inode() = default;
 
-void Inode::AddRecordTo(const InodeRecord& rec_in, WriteBatch* batch) {
+void Inode::EncodeRecord(const InodeRecord& rec_in, uint64_t disk_size, uint64_t blocks,
+                         WriteBatch* batch) {
   InodeRecord r = rec_in;
   if (IsReg()) {
-    r.size = disk_size_;
-    r.blocks = disk_blocks_;
+    r.size = disk_size;
+    r.blocks = blocks;
   }
   std::string value;
   r.EncodeTo(&value);
   batch->Put(Space::kInode, InodeKey(ino), value);
+}
+
+// Lock order meta_mu, then the page cache's mu_ (as->disk_size() takes it). A regular file
+// created by CreateNode has no AddressSpace only until it is installed, before anyone else can
+// reach it; its record then still holds the created size and block count (0).
+void Inode::AddRecordTo(const InodeRecord& r, WriteBatch* batch) {
+  if (as != nullptr) {
+    EncodeRecord(r, as->disk_size(), as->blocks(), batch);
+  } else {
+    EncodeRecord(r, r.size, r.blocks, batch);
+  }
 }
 
 InodeRecord* NamespaceTxn::Edit(Inode* inode) {
@@ -75,18 +82,16 @@ Status NamespaceTxn::Commit(BlockStore* store) {
   return Status::Ok();
 }
 
-Status Inode::CommitWithInode(uint64_t disk_size, uint64_t blocks, WriteBatch* batch) {
+// meta_mu is held from the record's encoding until the new size is published, so no other
+// write of the record (a namespace or attribute change) can write the size the store had
+// before this one.
+Status Inode::CommitWithInode(uint64_t disk_size, uint64_t blocks, WriteBatch* batch,
+                              const std::function<void()>& publish) {
   MutexLock lock(&meta_mu);
-  const uint64_t old_size = disk_size_, old_blocks = disk_blocks_;
-  disk_size_ = disk_size;
-  disk_blocks_ = blocks;
-  AddRecordTo(batch);
-  Status s = store_->Write(*batch);
-  if (!s.ok()) {
-    disk_size_ = old_size;
-    disk_blocks_ = old_blocks;
-  }
-  return s;
+  EncodeRecord(rec, disk_size, blocks, batch);
+  STABLEFS_RETURN_IF_ERROR(store_->Write(*batch));
+  publish();
+  return Status::Ok();
 }
 
 int Filesystem::CheckMutable(Inode* inode, bool append_ok) {

@@ -102,14 +102,19 @@ struct PageCacheCounters {
 };
 
 // The filesystem's side of an AddressSpace: the inode whose record carries the file's size and
-// block count.
+// block count. The AddressSpace holds the one copy of what that record says (disk_size(),
+// blocks()); the owner reads it there whenever it writes the record.
 class AddressSpaceOwner {
  public:
   virtual ~AddressSpaceOwner() = default;
   // Writes `batch` (the blocks of a writeback, or a truncate's deletions and rewritten tail) to
   // the store in one atomic write together with the owner's inode record, which must carry
-  // `disk_size` and `blocks`. The owner serializes this against its other record updates.
-  virtual Status CommitWithInode(uint64_t disk_size, uint64_t blocks, WriteBatch* batch) = 0;
+  // `disk_size` and `blocks`. When the store has taken it, calls `publish` (which installs the
+  // two in the AddressSpace) before any other write of the record can read them: the owner
+  // serializes this against its other record updates. Lock order: the owner's lock, then
+  // PageCache::mu_ (publish takes it); the page cache never calls this holding mu_.
+  virtual Status CommitWithInode(uint64_t disk_size, uint64_t blocks, WriteBatch* batch,
+                                 const std::function<void()>& publish) = 0;
 };
 
 // Where an open file stands in the writeback error history (the kernel's file->f_wb_err plus
@@ -134,7 +139,7 @@ class AddressSpace {
   uint64_t ino() const { return ino_; }
   uint64_t size() const;       // i_size
   uint64_t disk_size() const;  // the size the store's inode record holds
-  uint64_t blocks() const;     // blocks the store holds
+  uint64_t blocks() const;     // the block count the store's inode record holds
   size_t nrpages() const;
   size_t nrdirty() const;
   ErrSeq& wb_err() { return wb_err_; }
@@ -329,6 +334,11 @@ class PageCache {
   // Writes one batch of pages, locked, referenced and uptodate on entry, sorted by index; unlocks
   // and puts them. `extra` (may be null) holds other updates to commit with them; blocks_delta
   // adjusts the block count for them. Releases mu_ while PI is generated and the store writes.
+  // Writes `batch` with the inode record carrying `disk_size` and `blocks` (through the owner;
+  // without one, the batch alone) and, when the store has taken it, installs the two in `as`.
+  // REQUIRES: I_SYNC of `as` (no other commit of it runs).
+  Status CommitInode(AddressSpace* as, uint64_t disk_size, uint64_t blocks, WriteBatch* batch)
+      EXCLUDES(mu_);
   Status WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, WriteBatch* extra,
                         uint64_t new_disk_size, int64_t blocks_delta) REQUIRES(mu_);
   void AcquireInodeSync(AddressSpace* as) REQUIRES(mu_);

@@ -33,16 +33,13 @@ Status PageCache::Truncate(AddressSpace* as, uint64_t new_size) {
         PutPage(p);
       }
     }
-    uint64_t blocks = as->blocks_;
+    const uint64_t blocks = as->blocks_;
     mu_.Unlock();
     WriteBatch empty;
-    s = as->owner_ ? as->owner_->CommitWithInode(new_size, blocks, &empty) : Status::Ok();
+    s = CommitInode(as, new_size, blocks, &empty);
     mu_.Lock();
-    if (s.ok()) {
-      as->disk_size_ = new_size;
-    } else {
-      as->size_ = old;  // the store kept the old size; so does memory (the zeroed tail was EOF's)
-    }
+    // A failed commit kept the store's old size; so does memory (the zeroed tail was EOF's).
+    if (!s.ok()) as->size_ = old;
   } else {
     as->size_ = new_size;
     s = ZeroRange(as, new_size, kToEnd, new_size);
@@ -88,17 +85,12 @@ Status PageCache::Preallocate(AddressSpace* as, uint64_t first, uint64_t end) {
   AcquireInodeSync(as);  // no writeback of this inode changes the block map meanwhile
   Status s;
   while (s.ok() && first < end) {
-    const uint64_t disk_size = as->disk_size_, blocks = as->blocks_;
     mu_.Unlock();
     WriteBatch batch;
     uint64_t added = 0, next = end;
     s = store_->StagePreallocate(as->ino_, first, end, kBatchBlocks, &batch, &added, &next);
-    if (s.ok() && added > 0) {
-      s = as->owner_ ? as->owner_->CommitWithInode(disk_size, blocks + added, &batch)
-                     : store_->Write(batch);
-    }
+    if (s.ok() && added > 0) s = CommitInode(as, as->disk_size(), as->blocks() + added, &batch);
     mu_.Lock();
-    if (s.ok()) as->blocks_ += added;
     first = next;
   }
   ReleaseInodeSync(as);
@@ -274,15 +266,9 @@ Status PageCache::ZeroRange(AddressSpace* as, uint64_t start, uint64_t end, uint
   const int64_t blocks_after = static_cast<int64_t>(as->blocks_) + blocks_delta;
   const uint64_t blocks = blocks_after > 0 ? static_cast<uint64_t>(blocks_after) : 0;
   mu_.Unlock();
-  s = as->owner_ ? as->owner_->CommitWithInode(new_disk_size, blocks, &extra)
-                 : store_->Write(extra);
+  s = CommitInode(as, new_disk_size, blocks, &extra);
   mu_.Lock();
-  if (s.ok()) {
-    as->blocks_ = blocks;
-    as->disk_size_ = new_disk_size;
-  } else {
-    as->wb_err_.Set(ErrSeqCode(s));
-  }
+  if (!s.ok()) as->wb_err_.Set(ErrSeqCode(s));
   finish_doomed(s.ok());
   return s;
 }

@@ -146,6 +146,19 @@ Status PageCache::WritebackInode(AddressSpace* as, uint64_t first, uint64_t last
   return result;
 }
 
+Status PageCache::CommitInode(AddressSpace* as, uint64_t disk_size, uint64_t blocks,
+                              WriteBatch* batch) {
+  auto publish = [&] {
+    MutexLock lock(&mu_);
+    as->disk_size_ = disk_size;
+    as->blocks_ = blocks;
+  };
+  if (as->owner_ != nullptr) return as->owner_->CommitWithInode(disk_size, blocks, batch, publish);
+  Status s = store_->Write(*batch);
+  if (s.ok()) publish();
+  return s;
+}
+
 Status PageCache::WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, WriteBatch* extra,
                                  uint64_t new_disk_size, int64_t blocks_delta) {
   const size_t n = pages.size();
@@ -226,11 +239,7 @@ Status PageCache::WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, Wr
   int64_t blocks_after =
       static_cast<int64_t>(blocks_before) + static_cast<int64_t>(n - existing) + blocks_delta;
   if (blocks_after < 0) blocks_after = 0;
-  if (s.ok()) {
-    s = as->owner_
-            ? as->owner_->CommitWithInode(new_disk_size, static_cast<uint64_t>(blocks_after), batch)
-            : store_->Write(*batch);
-  }
+  if (s.ok()) s = CommitInode(as, new_disk_size, static_cast<uint64_t>(blocks_after), batch);
   if (!s.ok()) {
     // After the shutdown ioctl every writeback fails by design; the shutdown was logged once.
     if (!store_->is_shut_down())
@@ -251,8 +260,6 @@ Status PageCache::WritebackBatch(AddressSpace* as, std::vector<Page*>& pages, Wr
   mu_.Lock();
   counters_.writeback_batches++;
   if (s.ok()) {
-    as->blocks_ = static_cast<uint64_t>(blocks_after);
-    as->disk_size_ = new_disk_size;
     counters_.pages_written_back += n;
   } else {
     counters_.writeback_errors++;

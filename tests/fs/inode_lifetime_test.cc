@@ -9,6 +9,11 @@
 // The deterministic tests pause the final writeback after its PI is generated (the page cache's
 // writeback hook) and act while it is paused; the stress test races forgets, lookups, reads and
 // unlinks of the same names.
+//
+// Also here: the inode record's size and block count live in one place, the file's
+// AddressSpace, and an attribute change that writes the record while a writeback commits a new
+// size must not write the old one back (Inode::CommitWithInode publishes the new size under
+// meta_mu).
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -22,6 +27,7 @@
 #include <vector>
 
 #include "fs/filesystem.h"
+#include "storage/format.h"
 #include "storage/mem_block_store.h"
 
 namespace stablefs {
@@ -254,6 +260,82 @@ TEST_F(InodeLifetimeTest, StressForgetLookupAndUnlinkOfTheSameNames) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0);
+}
+
+// ---- The record's size against attribute changes ----
+
+constexpr int kSetMode = 1 << 0;  // FUSE_SET_ATTR_MODE
+
+InodeRecord StoredRecord(BlockStore* store, uint64_t ino) {
+  std::string v;
+  InodeRecord r;
+  EXPECT_TRUE(store->Get(Space::kInode, InodeKey(ino), &v).ok());
+  EXPECT_TRUE(r.DecodeFrom(v).ok());
+  return r;
+}
+
+// A chmod while the writeback that extends the file is paused after its PI (before its commit)
+// writes the size the store had; the commit then writes the new one, and the chmod's mode
+// stays.
+TEST_F(InodeLifetimeTest, AChmodDuringAWritebackKeepsBothTheModeAndTheNewSize) {
+  struct stat st;
+  std::unique_ptr<OpenFile> f;
+  ASSERT_EQ(fs_->Create(kRootIno, "f", 0644, O_RDWR, c_, &st, &f), 0);
+  const uint64_t ino = st.st_ino;
+  const std::string data(3 * 4096 + 100, 'x');
+  size_t done = 0;
+  ASSERT_EQ(fs_->Write(f.get(), 0, data.data(), data.size(), &done), 0);
+  Gate gate;
+  PauseWritebackOf(ino, &gate);
+  std::thread fsync([&] { EXPECT_EQ(fs_->Fsync(f.get(), /*datasync=*/true), 0); });
+  gate.WaitArrived();
+  struct stat attr {};
+  attr.st_mode = 0600;
+  ASSERT_EQ(fs_->SetAttr(ino, attr, kSetMode, c_, &st), 0);
+  EXPECT_EQ(StoredRecord(store_.get(), ino).size, 0u);  // the writeback has not committed
+  gate.Open();
+  fsync.join();
+  const InodeRecord r = StoredRecord(store_.get(), ino);
+  EXPECT_EQ(r.size, data.size());
+  EXPECT_EQ(r.blocks, 4u);
+  EXPECT_EQ(r.mode & 07777, 0600u);
+  EXPECT_EQ(fs_->Release(std::move(f)), 0);
+}
+
+// Appends with fdatasync against a loop of chmods: after each fdatasync the store's record
+// carries at least the size it acknowledged (a chmod that wrote a size read before a commit
+// and stored after it would take it back), and at the end exactly the file's size and blocks.
+TEST_F(InodeLifetimeTest, StressAppendsAndFdatasyncAgainstChmods) {
+  constexpr int kAppends = 300;
+  struct stat st;
+  std::unique_ptr<OpenFile> f;
+  ASSERT_EQ(fs_->Create(kRootIno, "f", 0644, O_RDWR, c_, &st, &f), 0);
+  const uint64_t ino = st.st_ino;
+  std::atomic<bool> done_writing{false};
+  std::atomic<int> chmods{0};
+  std::thread chmodder([&] {
+    struct stat attr {
+    }, out;
+    for (int i = 0; !done_writing; i++) {
+      attr.st_mode = (i % 2) ? 0600 : 0644;
+      EXPECT_EQ(fs_->SetAttr(ino, attr, kSetMode, c_, &out), 0);
+      chmods++;
+    }
+  });
+  const std::string chunk(1000, 'a');
+  for (int i = 0; i < kAppends; i++) {
+    size_t done = 0;
+    ASSERT_EQ(fs_->Write(f.get(), uint64_t{1000} * i, chunk.data(), chunk.size(), &done), 0);
+    ASSERT_EQ(fs_->Fsync(f.get(), /*datasync=*/true), 0);
+    ASSERT_GE(StoredRecord(store_.get(), ino).size, uint64_t{1000} * (i + 1)) << "append " << i;
+  }
+  done_writing = true;
+  chmodder.join();
+  EXPECT_GT(chmods.load(), 0);
+  const InodeRecord r = StoredRecord(store_.get(), ino);
+  EXPECT_EQ(r.size, uint64_t{1000} * kAppends);
+  EXPECT_EQ(r.blocks, (uint64_t{1000} * kAppends + 4095) / 4096);
+  EXPECT_EQ(fs_->Release(std::move(f)), 0);
 }
 
 }  // namespace

@@ -464,12 +464,17 @@ TEST(PageCacheTest, PagesUnderWritebackCountAsUnstored) {
 class GatedOwner : public AddressSpaceOwner {
  public:
   explicit GatedOwner(BlockStore* store) : store_(store) {}
-  Status CommitWithInode(uint64_t, uint64_t, WriteBatch* batch) override {
-    std::unique_lock<std::mutex> l(mu_);
-    entered_ = true;
-    cv_.notify_all();
-    cv_.wait(l, [&] { return released_; });
-    return store_->Write(*batch);
+  Status CommitWithInode(uint64_t, uint64_t, WriteBatch* batch,
+                         const std::function<void()>& publish) override {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      entered_ = true;
+      cv_.notify_all();
+      cv_.wait(l, [&] { return released_; });
+    }
+    Status s = store_->Write(*batch);
+    if (s.ok()) publish();
+    return s;
   }
   void WaitEntered() {
     std::unique_lock<std::mutex> l(mu_);
