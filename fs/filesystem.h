@@ -169,7 +169,8 @@ class Filesystem {
   // On success *st describes the inode and its lookup count went up by one.
   int Lookup(uint64_t parent, std::string_view name, struct stat* st);
   void Forget(uint64_t ino, uint64_t nlookup);
-  int GetAttr(uint64_t ino, struct stat* st);
+  // btime (if not null) receives the birth time, which struct stat has no field for.
+  int GetAttr(uint64_t ino, struct stat* st, struct timespec* btime = nullptr);
   // to_set: FUSE_SET_ATTR_* bits.
   int SetAttr(uint64_t ino, const struct stat& attr, int to_set, const Caller& c, struct stat* out);
   int Mknod(uint64_t parent, std::string_view name, mode_t mode, dev_t rdev, const Caller& c,
@@ -301,7 +302,7 @@ class Filesystem {
   // The in-memory inode, loaded from the store if needed (table_mu_ is not held while the store
   // reads: the number is busy meanwhile, and so is the number of an inode being disposed of).
   int GetInode(uint64_t ino, std::shared_ptr<Inode>* out);
-  void FillStat(Inode* inode, struct stat* st);
+  void FillStat(Inode* inode, struct stat* st, struct timespec* btime = nullptr);
   // Loads directory `dir` into *out and checks that `name` is free in it: 0, ENOTDIR, EEXIST,
   // or the store's error.
   int CheckNewEntry(uint64_t dir, std::string_view name, std::shared_ptr<Inode>* out);

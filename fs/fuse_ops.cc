@@ -36,6 +36,12 @@ namespace {
 
 FuseContext* Ctx(fuse_req_t req) { return static_cast<FuseContext*>(fuse_req_userdata(req)); }
 Filesystem* Fs(fuse_req_t req) { return Ctx(req)->fs; }
+// A transport counter, 0 under libfuse's own I/O.
+template <typename T>
+uint64_t Transport(fuse_req_t req, std::atomic<T> TransportCounters::*counter) {
+  const TransportCounters* t = Ctx(req)->transport;
+  return t == nullptr ? 0 : (t->*counter).load(std::memory_order_relaxed);
+}
 
 // The caller of a request; with_groups also reads its supplementary groups (from /proc, so
 // only where a decision needs them), for an unprivileged caller.
@@ -624,7 +630,9 @@ void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* arg, struc
                           sc.syncs,
                           fs->cache()->nr_dirty(),
                           fs->cache()->nr_writeback(),
-                          fs->cache()->nr_pages_total()};
+                          fs->cache()->nr_pages_total(),
+                          Transport(req, &TransportCounters::proto_minor),
+                          Transport(req, &TransportCounters::statx_requests)};
     static_assert(sizeof(v) / sizeof(v[0]) == kNumStats, "one value per name");
     StablefsStats stats{};
     for (size_t i = 0; i < kNumStats; i++) stats.values[i] = v[i];

@@ -6,6 +6,7 @@
 #include <fuse_lowlevel.h>
 
 #include "fs/filesystem.h"
+#include "fs/fuse_transport.h"
 #include "fs/scrub.h"
 #include "storage/fault_block_store.h"
 
@@ -22,6 +23,8 @@ struct FuseContext {
   Scrubber* scrubber = nullptr;
   // The store's fault injector under -o debug_faults; null: STABLEFS_IOC_INJECT_FAULT is ENOTTY.
   FaultBlockStore* faults = nullptr;
+  // The /dev/fuse transport's counters (fs/fuse_transport.h); null: libfuse's own I/O.
+  TransportCounters* transport = nullptr;
 };
 
 // The operation table; the session's userdata must be a FuseContext*.

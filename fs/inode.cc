@@ -154,7 +154,7 @@ void Filesystem::TEST_SetBusyWaitHook(std::function<void(uint64_t)> hook) {
   busy_wait_hook_ = std::move(hook);
 }
 
-void Filesystem::FillStat(Inode* inode, struct stat* st) {
+void Filesystem::FillStat(Inode* inode, struct stat* st, struct timespec* btime) {
   *st = {};
   uint64_t size = 0, blocks = 0;
   if (inode->as) {
@@ -179,6 +179,7 @@ void Filesystem::FillStat(Inode* inode, struct stat* st) {
   st->st_atim = ToTimespec(r.atime);
   st->st_mtim = ToTimespec(r.mtime);
   st->st_ctim = ToTimespec(r.ctime);
+  if (btime != nullptr) *btime = ToTimespec(r.btime);
 }
 
 uint64_t Filesystem::AllocIno(NamespaceTxn* txn) {
@@ -285,10 +286,10 @@ void Filesystem::Forget(uint64_t ino, uint64_t n) {
   MaybeDrop(std::move(inode), &dispose);
 }
 
-int Filesystem::GetAttr(uint64_t ino, struct stat* st) {
+int Filesystem::GetAttr(uint64_t ino, struct stat* st, struct timespec* btime) {
   std::shared_ptr<Inode> inode;
   if (int e = GetInode(ino, &inode)) return e;
-  FillStat(inode.get(), st);
+  FillStat(inode.get(), st, btime);
   return 0;
 }
 

@@ -222,6 +222,12 @@ int main(int argc, char** argv) {
   if (fuse_session_mount(se, cmd.mountpoint) != 0) {
     return Fail(std::string("cannot mount on ") + cmd.mountpoint);
   }
+  stablefs::TransportCounters transport;
+  ctx.transport = &transport;
+  if (int e = stablefs::AttachDevFuseTransport(se, &ctx); e != 0) {
+    fuse_session_unmount(se);
+    return Fail(std::string("cannot attach the /dev/fuse transport: ") + strerror(-e));
+  }
   if (!cmd.foreground) {
     // Mounted: tell the parent, and leave the terminal.
     detached.store(true, std::memory_order_relaxed);

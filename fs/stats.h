@@ -32,6 +32,8 @@ inline constexpr const char* kStatNames[] = {
     "dirty_pages",              // now: dirty pages
     "writeback_pages",          // now: pages under writeback
     "cache_pages",              // the cache's size in pages
+    "fuse_proto_minor",         // the kernel's FUSE protocol minor, from its INIT (7.x)
+    "statx_requests",           // FUSE_STATX requests answered (fs/fuse_transport.h)
 };
 inline constexpr size_t kNumStats = sizeof(kStatNames) / sizeof(kStatNames[0]);
 
