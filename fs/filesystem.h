@@ -62,9 +62,10 @@ class Inode : public AddressSpaceOwner {
   std::unique_ptr<AddressSpace> as;  // regular files only; set once at load
 
   // Lifetime counts, guarded by Filesystem::ns_mu_.
-  uint64_t nlookup = 0;  // the kernel's references (lookup minus forget)
-  uint32_t nopen = 0;    // open file handles
-  bool dropped = false;  // out of the table, on a DisposeList (I_FREEING)
+  uint64_t nlookup = 0;   // the kernel's references (lookup minus forget)
+  uint32_t nopen = 0;     // open file handles
+  bool dropped = false;   // out of the table, on a DisposeList (I_FREEING)
+  bool linkable = false;  // I_LINKABLE: an O_TMPFILE inode (not O_EXCL) that link may name
 
   bool IsDir() const { return S_ISDIR(mode_); }
   bool IsReg() const { return S_ISREG(mode_); }
@@ -191,6 +192,13 @@ class Filesystem {
   int Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* file);
   int Create(uint64_t parent, std::string_view name, mode_t mode, int flags, const Caller& c,
              struct stat* st, std::unique_ptr<OpenFile>* file);
+  // O_TMPFILE: a regular file with no name (nlink 0, an orphan until linked), in `parent`'s
+  // filesystem and with the ownership and default ACL a file created there would get, opened
+  // with `flags`. Unless flags has O_EXCL, Link may give it a name (linkat with AT_EMPTY_PATH);
+  // otherwise it goes at its last close, and a crash before that leaves an orphan the next
+  // mount reclaims. The parent directory is not changed.
+  int Tmpfile(uint64_t parent, mode_t mode, int flags, const Caller& c, struct stat* st,
+              std::unique_ptr<OpenFile>* file);
   int Read(OpenFile* f, uint64_t off, size_t size, char* buf, size_t* done);
   int Write(OpenFile* f, uint64_t off, const char* buf, size_t size, size_t* done);
   int Flush(OpenFile* f);
@@ -310,10 +318,15 @@ class Filesystem {
   int CheckEmptyDir(uint64_t dir);
   // Looks up name in dir: 0 and *rec, or ENOENT.
   int FindEntry(uint64_t dir, std::string_view name, DirentRecord* rec);
-  // The common part of mknod, mkdir, symlink and create. REQUIRES: ns_mu_.
+  // The common part of mknod, mkdir, symlink, create and tmpfile. `nameless` (tmpfile; `name`
+  // is then unused) makes a regular file with no name: nlink 0, an orphan record, the parent
+  // unchanged. REQUIRES: ns_mu_.
   int CreateNode(uint64_t parent, std::string_view name, mode_t mode, dev_t rdev,
-                 std::string_view symlink, const Caller& c, std::shared_ptr<Inode>* out)
-      REQUIRES(ns_mu_);
+                 std::string_view symlink, const Caller& c, std::shared_ptr<Inode>* out,
+                 bool nameless = false) REQUIRES(ns_mu_);
+  // Create's and Tmpfile's end: the new inode looked up once and opened. REQUIRES: ns_mu_.
+  int OpenNew(std::shared_ptr<Inode> inode, int flags, struct stat* st,
+              std::unique_ptr<OpenFile>* file) REQUIRES(ns_mu_);
   // Removes name from dir, dropping the inode's link; rmdir semantics if want_dir.
   int RemoveEntry(uint64_t parent, std::string_view name, bool want_dir, DisposeList* dispose)
       REQUIRES(ns_mu_);

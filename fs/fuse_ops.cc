@@ -632,7 +632,8 @@ void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* arg, struc
                           fs->cache()->nr_writeback(),
                           fs->cache()->nr_pages_total(),
                           Transport(req, &TransportCounters::proto_minor),
-                          Transport(req, &TransportCounters::statx_requests)};
+                          Transport(req, &TransportCounters::statx_requests),
+                          Transport(req, &TransportCounters::tmpfile_requests)};
     static_assert(sizeof(v) / sizeof(v[0]) == kNumStats, "one value per name");
     StablefsStats stats{};
     for (size_t i = 0; i < kNumStats; i++) stats.values[i] = v[i];

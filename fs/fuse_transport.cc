@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "fs/fuse_ops.h"
 
@@ -78,9 +79,9 @@ constexpr uint32_t kStatxBtime = 0x800;
 
 }  // namespace abi
 
-// Writes one reply: the header and an optional body. A reply the kernel no longer waits for
-// (the request was interrupted: ENOENT) is dropped, as libfuse drops it.
-void Reply(int fd, uint64_t unique, int error, const void* body, size_t body_len) {
+// Writes one reply: the header and an optional body. Returns 0, or the errno of the write: ENOENT
+// when the kernel no longer waits for it (the request was interrupted), as libfuse reports it.
+int Reply(int fd, uint64_t unique, int error, const void* body, size_t body_len) {
   struct fuse_out_header out;
   out.unique = unique;
   out.error = -error;
@@ -91,6 +92,73 @@ void Reply(int fd, uint64_t unique, int error, const void* body, size_t body_len
   do {
     n = ::writev(fd, iov, count);
   } while (n < 0 && errno == EINTR);
+  return n < 0 ? errno : 0;
+}
+
+void FillAttr(const struct stat& st, struct fuse_attr* a) {
+  a->ino = st.st_ino;
+  a->size = static_cast<uint64_t>(st.st_size);
+  a->blocks = static_cast<uint64_t>(st.st_blocks);
+  a->atime = static_cast<uint64_t>(st.st_atim.tv_sec);
+  a->mtime = static_cast<uint64_t>(st.st_mtim.tv_sec);
+  a->ctime = static_cast<uint64_t>(st.st_ctim.tv_sec);
+  a->atimensec = static_cast<uint32_t>(st.st_atim.tv_nsec);
+  a->mtimensec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+  a->ctimensec = static_cast<uint32_t>(st.st_ctim.tv_nsec);
+  a->mode = st.st_mode;
+  a->nlink = static_cast<uint32_t>(st.st_nlink);
+  a->uid = st.st_uid;
+  a->gid = st.st_gid;
+  a->rdev = static_cast<uint32_t>(st.st_rdev);
+  a->blksize = static_cast<uint32_t>(st.st_blksize);
+}
+
+void SplitTimeout(double timeout, uint64_t* secs, uint32_t* nsecs) {
+  double whole = 0;
+  const double frac = std::modf(timeout, &whole);
+  *secs = static_cast<uint64_t>(whole);
+  *nsecs = static_cast<uint32_t>(frac * 1e9);
+}
+
+// FUSE_TMPFILE (7.37, kernel 6.1): fuse_create_in and a name (unused), answered as FUSE_CREATE
+// is, with fuse_entry_out and fuse_open_out. The kernel marks the file linkable itself
+// (I_LINKABLE, unless O_EXCL) and sends FUSE_LINK for linkat(AT_EMPTY_PATH).
+void AnswerTmpfile(int fd, const struct fuse_in_header* h, size_t arg_len, FuseContext* ctx) {
+  if (arg_len < sizeof(struct fuse_create_in)) {
+    Reply(fd, h->unique, EINVAL, nullptr, 0);
+    return;
+  }
+  const auto* in = reinterpret_cast<const struct fuse_create_in*>(h + 1);
+  Filesystem::Caller caller;
+  caller.uid = h->uid;
+  caller.gid = h->gid;
+  caller.umask = in->umask;
+  std::unique_ptr<OpenFile> f;
+  struct stat st;
+  if (int e = ctx->fs->Tmpfile(h->nodeid, in->mode, static_cast<int>(in->flags), caller, &st, &f)) {
+    Reply(fd, h->unique, e, nullptr, 0);
+    return;
+  }
+  struct {
+    struct fuse_entry_out entry;
+    struct fuse_open_out open;
+  } out{};
+  out.entry.nodeid = st.st_ino;
+  out.entry.generation = 1;
+  SplitTimeout(ctx->entry_timeout, &out.entry.entry_valid, &out.entry.entry_valid_nsec);
+  SplitTimeout(ctx->attr_timeout, &out.entry.attr_valid, &out.entry.attr_valid_nsec);
+  FillAttr(st, &out.entry.attr);
+  out.open.fh = reinterpret_cast<uint64_t>(f.get());
+  // As fuse_ops.cc's SetOpenFlags: keep the kernel's cache unless a read must update atime.
+  out.open.open_flags = ctx->fs->AtimeDue(f.get()) ? 0 : FOPEN_KEEP_CACHE;
+  ctx->transport->tmpfile_requests.fetch_add(1, std::memory_order_relaxed);
+  if (Reply(fd, h->unique, 0, &out, sizeof(out)) == ENOENT) {
+    // The creator was interrupted: the kernel holds neither the handle nor the inode.
+    (void)ctx->fs->Release(std::move(f));
+    ctx->fs->Forget(st.st_ino, 1);
+    return;
+  }
+  f.release();  // the kernel's handle now, given back at FUSE_RELEASE
 }
 
 abi::SxTime SxTime(const struct timespec& t) {
@@ -109,10 +177,7 @@ void AnswerStatx(int fd, const struct fuse_in_header* h, size_t arg_len, FuseCon
     return;
   }
   abi::StatxOut out{};
-  double secs = 0;
-  const double frac = std::modf(ctx->attr_timeout, &secs);
-  out.attr_valid = static_cast<uint64_t>(secs);
-  out.attr_valid_nsec = static_cast<uint32_t>(frac * 1e9);
+  SplitTimeout(ctx->attr_timeout, &out.attr_valid, &out.attr_valid_nsec);
   abi::Statx& sx = out.stat;
   sx.mask = abi::kStatxBasicStats | abi::kStatxBtime;
   sx.blksize = static_cast<uint32_t>(st.st_blksize);
@@ -157,6 +222,9 @@ ssize_t TransportRead(int fd, void* buf, size_t len, void* userdata) {
         return n;
       case abi::kFuseStatx:
         AnswerStatx(fd, h, arg_len, ctx);
+        continue;
+      case FUSE_TMPFILE:
+        AnswerTmpfile(fd, h, arg_len, ctx);
         continue;
       default:
         return n;

@@ -6,6 +6,8 @@
 // - FUSE_STATX (7.39, kernel 6.6): statx with the birth time. The kernel sends it when a caller
 //   asks for STATX_BTIME; without an answer libfuse says ENOSYS and the kernel never asks again
 //   (fc->no_statx), so statx(2) would never report a btime.
+// - FUSE_TMPFILE (7.37, kernel 6.1): open(O_TMPFILE). libfuse 3.14's ENOSYS makes the kernel
+//   answer EOPNOTSUPP to every O_TMPFILE open from then on (fc->no_tmpfile).
 //
 // Every other request, FUSE_INIT included, goes on to libfuse unchanged; the INIT's protocol
 // version and flags are recorded (`stablefsctl stats`: fuse_proto_minor). A kernel that never
@@ -27,7 +29,8 @@ struct FuseContext;
 struct TransportCounters {
   std::atomic<uint32_t> proto_major{0};  // the kernel's FUSE protocol, from its INIT
   std::atomic<uint32_t> proto_minor{0};
-  std::atomic<uint64_t> statx_requests{0};  // FUSE_STATX answered here
+  std::atomic<uint64_t> statx_requests{0};    // FUSE_STATX answered here
+  std::atomic<uint64_t> tmpfile_requests{0};  // FUSE_TMPFILE answered here
 };
 
 // Routes the session's requests and replies through this file's read and writev, over the

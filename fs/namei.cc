@@ -1,6 +1,7 @@
 // Names: lookup, create, mknod, mkdir, symlink, link, unlink, rmdir and rename, each one
 // NamespaceTxn (a single store batch), as fs/ext4/namei.c.
 #include <dirent.h>
+#include <fcntl.h>
 #include <linux/fs.h>
 
 #include <cerrno>
@@ -113,11 +114,19 @@ int Filesystem::Lookup(uint64_t parent, std::string_view name, struct stat* st) 
 }
 
 int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mode, dev_t rdev,
-                           std::string_view symlink, const Caller& c, std::shared_ptr<Inode>* out) {
-  if (int e = CheckName(name)) return e;
-  if (name == "." || name == "..") return EEXIST;
+                           std::string_view symlink, const Caller& c, std::shared_ptr<Inode>* out,
+                           bool nameless) {
+  const bool named = !nameless;
   std::shared_ptr<Inode> parent;
-  if (int e = CheckNewEntry(parent_ino, name, &parent)) return e;
+  if (named) {
+    if (int e = CheckName(name)) return e;
+    if (name == "." || name == "..") return EEXIST;
+    if (int e = CheckNewEntry(parent_ino, name, &parent)) return e;
+  } else {
+    if (!S_ISREG(mode)) return EINVAL;
+    if (int e = GetInode(parent_ino, &parent)) return e;
+    if (!parent->IsDir()) return ENOTDIR;
+  }
   if (int me = CheckMutable(parent.get(), /*append_ok=*/true)) return me;
   if (int e = CheckSpace(kBlockSize)) return e;
 
@@ -144,7 +153,7 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
   rec.mode = mode;
   rec.uid = c.uid;
   rec.gid = c.gid;
-  rec.nlink = S_ISDIR(mode) ? 2 : 1;
+  rec.nlink = !named ? 0 : S_ISDIR(mode) ? 2 : 1;
   rec.rdev = rdev;
   rec.generation = 1;
   rec.atime = rec.mtime = rec.ctime = rec.btime = now;
@@ -152,22 +161,26 @@ int Filesystem::CreateNode(uint64_t parent_ino, std::string_view name, mode_t mo
   if (S_ISLNK(mode)) rec.size = symlink.size();
 
   MutexLock plock(&parent->meta_mu);
-  InodeRecord* prec = txn.Edit(parent.get());
-  if (prec->mode & S_ISGID) {  // BSD group semantics under a setgid directory
-    rec.gid = prec->gid;
+  if (parent->rec.mode & S_ISGID) {  // BSD group semantics under a setgid directory
+    rec.gid = parent->rec.gid;
     if (S_ISDIR(mode)) rec.mode |= S_ISGID;
   }
-  const uint64_t cookie = prec->next_cookie++;
-  prec->mtime = prec->ctime = now;
-  if (S_ISDIR(mode)) prec->nlink++;
-
   std::string v;
   rec.EncodeTo(&v);
   b.Put(Space::kInode, InodeKey(ino), v);
-  v.clear();
-  DirentRecord{.ino = ino, .type = DirentTypeOf(mode), .cookie = cookie}.EncodeTo(&v);
-  b.Put(Space::kDirent, NameKey(parent_ino, name), v);
-  b.Put(Space::kDirCookie, CookieKey(parent_ino, cookie), name);
+  if (named) {
+    InodeRecord* prec = txn.Edit(parent.get());
+    const uint64_t cookie = prec->next_cookie++;
+    prec->mtime = prec->ctime = now;
+    if (S_ISDIR(mode)) prec->nlink++;
+    v.clear();
+    DirentRecord{.ino = ino, .type = DirentTypeOf(mode), .cookie = cookie}.EncodeTo(&v);
+    b.Put(Space::kDirent, NameKey(parent_ino, name), v);
+    b.Put(Space::kDirCookie, CookieKey(parent_ino, cookie), name);
+  } else {
+    // Nameless from birth: the next mount reclaims it if it is never linked (DropLink's rule).
+    b.Put(Space::kOrphan, InodeKey(ino), "");
+  }
   if (S_ISDIR(mode)) {
     v.clear();
     DirentRecord{.ino = parent_ino, .type = DT_DIR, .cookie = 2}.EncodeTo(&v);
@@ -251,8 +264,18 @@ int Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string_view new_nam
     WriteBatch& b = *txn.batch();
     MutexLock plock(&parent->meta_mu);
     MutexLock ilock(&inode->meta_mu);
-    if (inode->rec.nlink == 0) return ENOENT;  // an unlinked open file has no name to link to
+    // An unlinked open file has no name to link to; an O_TMPFILE inode gets its first one
+    // (vfs_link's I_LINKABLE rule) and stops being an orphan.
+    const bool first_name = inode->rec.nlink == 0;
+    if (first_name && !inode->linkable) return ENOENT;
     if (inode->rec.nlink >= 65000) return EMLINK;
+    if (first_name) {
+      b.Delete(Space::kOrphan, InodeKey(ino));
+      txn.OnCommit([this, inode] {
+        ns_mu_.AssertHeld();  // commits run under ns_mu_
+        inode->linkable = false;
+      });
+    }
     InodeRecord* prec = txn.Edit(parent.get());
     InodeRecord* irec = txn.Edit(inode.get());
     const uint64_t cookie = prec->next_cookie++;
@@ -498,6 +521,22 @@ int Filesystem::Create(uint64_t parent, std::string_view name, mode_t mode, int 
   MutexLock lock(&ns_mu_);
   std::shared_ptr<Inode> inode;
   if (int e = CreateNode(parent, name, S_IFREG | (mode & 07777), 0, "", c, &inode)) return e;
+  return OpenNew(std::move(inode), flags, st, file);
+}
+
+int Filesystem::Tmpfile(uint64_t parent, mode_t mode, int flags, const Caller& c, struct stat* st,
+                        std::unique_ptr<OpenFile>* file) {
+  MutexLock lock(&ns_mu_);
+  std::shared_ptr<Inode> inode;
+  if (int e = CreateNode(parent, "", S_IFREG | (mode & 07777), 0, "", c, &inode,
+                         /*nameless=*/true))
+    return e;
+  inode->linkable = !(flags & O_EXCL);
+  return OpenNew(std::move(inode), flags, st, file);
+}
+
+int Filesystem::OpenNew(std::shared_ptr<Inode> inode, int flags, struct stat* st,
+                        std::unique_ptr<OpenFile>* file) {
   inode->nlookup++;
   inode->nopen++;
   auto f = std::make_unique<OpenFile>();

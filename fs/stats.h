@@ -34,6 +34,7 @@ inline constexpr const char* kStatNames[] = {
     "cache_pages",              // the cache's size in pages
     "fuse_proto_minor",         // the kernel's FUSE protocol minor, from its INIT (7.x)
     "statx_requests",           // FUSE_STATX requests answered (fs/fuse_transport.h)
+    "tmpfile_requests",         // FUSE_TMPFILE requests answered (fs/fuse_transport.h)
 };
 inline constexpr size_t kNumStats = sizeof(kStatNames) / sizeof(kStatNames[0]);
 

@@ -237,6 +237,28 @@ std::vector<Operation> Operations() {
          if (int e = v->fs->Create(v->n.d2, "n", 0644, O_RDWR, v->root, &st, &f)) return e;
          return v->fs->Release(std::move(f));
        }},
+      {"tmpfile never linked, then its release and forget", true, no,
+       [](Env* v) {
+         struct stat st;
+         std::unique_ptr<OpenFile> f;
+         if (int e = v->fs->Tmpfile(v->n.d1, 0600, O_RDWR, v->root, &st, &f)) return e;
+         int r = v->fs->Release(std::move(f));
+         v->fs->Forget(st.st_ino, 1);
+         return r;
+       }},
+      {"tmpfile in a directory with a default ACL, written, linked, released", false, no,
+       [](Env* v) {
+         struct stat st, linked;
+         std::unique_ptr<OpenFile> f;
+         if (int e = v->fs->Tmpfile(v->n.d2, 0644, O_RDWR, v->root, &st, &f)) return e;
+         size_t done = 0;
+         int e = v->fs->Write(f.get(), 0, "tmp", 3, &done);
+         if (e == 0) e = v->fs->Link(st.st_ino, v->n.d2, "n", &linked);
+         if (e == 0) v->fs->Forget(st.st_ino, 1);  // the link's lookup
+         int r = v->fs->Release(std::move(f));
+         v->fs->Forget(st.st_ino, 1);
+         return e != 0 ? e : r;
+       }},
       {"link", true, no,
        [](Env* v) {
          struct stat st;

@@ -1,7 +1,8 @@
 // Requests of FUSE protocol minors later than libfuse 3.14's, answered by the daemon's transport
 // (fs/fuse_transport.h), seen through a real mount: what statx(2) reports, and that the answer
-// survives a remount. On a kernel whose INIT names an older minor the kernel never sends them;
-// those tests say so and skip.
+// survives a remount; O_TMPFILE files, linked, never linked, and after a crash. On a kernel whose
+// INIT names an older minor the kernel never sends them; those tests say so and skip.
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/ioctl.h>
@@ -10,9 +11,13 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "fs/stats.h"
+#include "storage/format.h"
+#include "storage/rocks_block_store.h"
 #include "tests/util/mount.h"
 
 namespace stablefs {
@@ -113,6 +118,120 @@ TEST(ProtocolTest, StatxOfAnUnlinkedOpenFileAnswers) {
   EXPECT_EQ(stx.stx_nlink, 0u);
   ASSERT_EQ(close(fd), 0);
   ASSERT_EQ(m.Stop(), 0);
+}
+
+std::vector<std::string> Names(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  EXPECT_NE(d, nullptr) << dir;
+  if (d == nullptr) return names;
+  while (struct dirent* e = readdir(d)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+      names.push_back(e->d_name);
+  }
+  closedir(d);
+  return names;
+}
+
+bool StoreHasInode(const std::string& store_dir, uint64_t ino, bool* orphan) {
+  std::unique_ptr<RocksBlockStore> store;
+  RocksOptions o;
+  o.read_only = true;
+  EXPECT_TRUE(RocksBlockStore::Open(store_dir, o, &store).ok());
+  if (!store) return false;
+  std::string v;
+  *orphan = store->Get(Space::kOrphan, InodeKey(ino), &v).ok();
+  return store->Get(Space::kInode, InodeKey(ino), &v).ok();
+}
+
+std::string ReadAll(int fd) {
+  std::string out(1 << 16, '\0');
+  const ssize_t n = pread(fd, out.data(), out.size(), 0);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return out;
+}
+
+// open(O_TMPFILE): a file with no name and nlink 0, readable and writable, which linkat with
+// AT_EMPTY_PATH names; the name and the bytes written before it survive a remount.
+TEST(ProtocolTest, ATmpfileHasNoNameUntilLinkatGivesItOne) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  if (StatValue(m.Path(""), "fuse_proto_minor") < 37) GTEST_SKIP() << "no FUSE_TMPFILE";
+  umask(022);
+  ASSERT_EQ(mkdir(m.Path("d").c_str(), 0755), 0);
+  const int fd = open(m.Path("d").c_str(), O_TMPFILE | O_RDWR, 0640);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  EXPECT_EQ(StatValue(m.Path(""), "tmpfile_requests"), 1u);
+  const std::string data = "written before it had a name";
+  ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_nlink, 0u);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0640u & ~0022u);  // the test's umask applies
+  EXPECT_TRUE(Names(m.Path("d")).empty());
+  EXPECT_EQ(ReadAll(fd), data);
+
+  ASSERT_EQ(linkat(fd, "", AT_FDCWD, m.Path("d/named").c_str(), AT_EMPTY_PATH), 0)
+      << strerror(errno);
+  ASSERT_EQ(stat(m.Path("d/named").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 1u);
+  EXPECT_EQ(Names(m.Path("d")), std::vector<std::string>{"named"});
+  ASSERT_EQ(fsync(fd), 0);
+  ASSERT_EQ(close(fd), 0);
+  ASSERT_EQ(m.Stop(), 0);
+  bool orphan = true;
+  EXPECT_TRUE(StoreHasInode(m.store(), st.st_ino, &orphan));
+  EXPECT_FALSE(orphan) << "a linked tmpfile keeps its orphan record";
+  std::string out;
+  EXPECT_EQ(testing::RunCapture(std::string(FSCK_BIN) + " -n " + m.store(), &out), 0) << out;
+
+  ASSERT_TRUE(m.Start());
+  const int rfd = open(m.Path("d/named").c_str(), O_RDONLY);
+  ASSERT_GE(rfd, 0);
+  EXPECT_EQ(ReadAll(rfd), data);
+  close(rfd);
+  ASSERT_EQ(m.Stop(), 0);
+}
+
+// O_TMPFILE | O_EXCL: never linkable (the kernel refuses linkat before the daemon). A tmpfile
+// never linked is gone at its last close, and after a SIGKILL it is an orphan the next mount
+// reclaims: in neither case does it stay in the store.
+TEST(ProtocolTest, ATmpfileNeverLinkedLeavesNothingAtCloseOrAfterACrash) {
+  Mount m;
+  ASSERT_TRUE(m.Start());
+  if (StatValue(m.Path(""), "fuse_proto_minor") < 37) GTEST_SKIP() << "no FUSE_TMPFILE";
+  int fd = open(m.Path("").c_str(), O_TMPFILE | O_EXCL | O_RDWR, 0600);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  EXPECT_EQ(linkat(fd, "", AT_FDCWD, m.Path("x").c_str(), AT_EMPTY_PATH), -1);
+  EXPECT_EQ(errno, ENOENT);
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  const uint64_t closed_ino = st.st_ino;
+  ASSERT_EQ(write(fd, "abc", 3), 3);
+  ASSERT_EQ(close(fd), 0);
+
+  fd = open(m.Path("").c_str(), O_TMPFILE | O_RDWR, 0600);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  ASSERT_EQ(fstat(fd, &st), 0);
+  const uint64_t crashed_ino = st.st_ino;
+  const std::string data(3 * 4096, 'q');
+  ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  ASSERT_EQ(fsync(fd), 0);
+  m.Crash();  // fd now refers to a dead mount
+  close(fd);
+  bool orphan = false;
+  EXPECT_TRUE(StoreHasInode(m.store(), crashed_ino, &orphan));
+  EXPECT_TRUE(orphan) << "a tmpfile open at the crash must be an orphan for the next mount";
+
+  ASSERT_TRUE(m.Start());
+  EXPECT_TRUE(Names(m.Path("")).empty());
+  ASSERT_EQ(m.Stop(), 0);
+  EXPECT_FALSE(StoreHasInode(m.store(), crashed_ino, &orphan));
+  EXPECT_FALSE(orphan);
+  EXPECT_FALSE(StoreHasInode(m.store(), closed_ino, &orphan));
+  std::string out;
+  EXPECT_EQ(testing::RunCapture(std::string(FSCK_BIN) + " -n " + m.store(), &out), 0) << out;
 }
 
 }  // namespace
