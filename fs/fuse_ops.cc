@@ -176,6 +176,12 @@ void SfsRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   fuse_reply_err(req, Fs(req)->Rename(parent, name, newparent, newname, flags, CallerOf(req)));
 }
 
+}  // namespace
+
+bool KeepKernelCache(Filesystem* fs, OpenFile* f) { return !fs->AtimeDue(f); }
+
+namespace {
+
 void SetOpenFlags(fuse_req_t req, OpenFile* f, struct fuse_file_info* fi) {
   // O_DIRECT needs no direct_io here: the kernel's FUSE client sends O_DIRECT reads and writes
   // straight to the daemon (its ->direct_IO), after writing back and invalidating its own cached
@@ -183,7 +189,7 @@ void SetOpenFlags(fuse_req_t req, OpenFile* f, struct fuse_file_info* fi) {
   // The kernel updates no atime of a FUSE inode, and reads its own cached pages without asking
   // the daemon: when a read would update the atime now, the cache is dropped at this open so
   // that the first read comes to the daemon, which updates it. Otherwise the cache is kept.
-  fi->keep_cache = Fs(req)->AtimeDue(f) ? 0 : 1;
+  fi->keep_cache = KeepKernelCache(Fs(req), f) ? 1 : 0;
   fi->noflush = 0;
 }
 

@@ -27,6 +27,10 @@ struct FuseContext {
   TransportCounters* transport = nullptr;
 };
 
+// Whether the reply to an open or create of `f` lets the kernel keep its cached pages: not when
+// the first read must reach the daemon to update the atime (fuse_ops.cc's SetOpenFlags).
+bool KeepKernelCache(Filesystem* fs, OpenFile* f);
+
 // The operation table; the session's userdata must be a FuseContext*.
 const struct fuse_lowlevel_ops* StablefsLowlevelOps();
 

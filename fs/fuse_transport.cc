@@ -149,8 +149,7 @@ void AnswerTmpfile(int fd, const struct fuse_in_header* h, size_t arg_len, FuseC
   SplitTimeout(ctx->attr_timeout, &out.entry.attr_valid, &out.entry.attr_valid_nsec);
   FillAttr(st, &out.entry.attr);
   out.open.fh = reinterpret_cast<uint64_t>(f.get());
-  // As fuse_ops.cc's SetOpenFlags: keep the kernel's cache unless a read must update atime.
-  out.open.open_flags = ctx->fs->AtimeDue(f.get()) ? 0 : FOPEN_KEEP_CACHE;
+  out.open.open_flags = KeepKernelCache(ctx->fs, f.get()) ? FOPEN_KEEP_CACHE : 0;
   ctx->transport->tmpfile_requests.fetch_add(1, std::memory_order_relaxed);
   if (Reply(fd, h->unique, 0, &out, sizeof(out)) == ENOENT) {
     // The creator was interrupted: the kernel holds neither the handle nor the inode.
@@ -199,7 +198,6 @@ void AnswerStatx(int fd, const struct fuse_in_header* h, size_t arg_len, FuseCon
 }
 
 void RecordInit(const struct fuse_in_header* h, size_t arg_len, FuseContext* ctx) {
-  (void)h;
   if (arg_len < 2 * sizeof(uint32_t)) return;  // libfuse answers a malformed INIT
   const auto* in = reinterpret_cast<const struct fuse_init_in*>(h + 1);
   ctx->transport->proto_major.store(in->major, std::memory_order_relaxed);

@@ -45,15 +45,11 @@ void Inode::EncodeRecord(const InodeRecord& rec_in, uint64_t disk_size, uint64_t
   batch->Put(Space::kInode, InodeKey(ino), value);
 }
 
-// Lock order meta_mu, then the page cache's mu_ (as->disk_size() takes it). A regular file
-// created by CreateNode has no AddressSpace only until it is installed, before anyone else can
-// reach it; its record then still holds the created size and block count (0).
+// Lock order meta_mu, then the page cache's mu_ (as->disk_size() takes it). Only regular files
+// have an AddressSpace; every other file's size (a symlink's length) is its record's.
 void Inode::AddRecordTo(const InodeRecord& r, WriteBatch* batch) {
-  if (as != nullptr) {
-    EncodeRecord(r, as->disk_size(), as->blocks(), batch);
-  } else {
-    EncodeRecord(r, r.size, r.blocks, batch);
-  }
+  if (as == nullptr) return EncodeRecord(r, r.size, r.blocks, batch);
+  EncodeRecord(r, as->disk_size(), as->blocks(), batch);
 }
 
 InodeRecord* NamespaceTxn::Edit(Inode* inode) {

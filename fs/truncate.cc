@@ -85,11 +85,12 @@ Status PageCache::Preallocate(AddressSpace* as, uint64_t first, uint64_t end) {
   AcquireInodeSync(as);  // no writeback of this inode changes the block map meanwhile
   Status s;
   while (s.ok() && first < end) {
+    const uint64_t disk_size = as->disk_size_, blocks = as->blocks_;  // stable under I_SYNC
     mu_.Unlock();
     WriteBatch batch;
     uint64_t added = 0, next = end;
     s = store_->StagePreallocate(as->ino_, first, end, kBatchBlocks, &batch, &added, &next);
-    if (s.ok() && added > 0) s = CommitInode(as, as->disk_size(), as->blocks() + added, &batch);
+    if (s.ok() && added > 0) s = CommitInode(as, disk_size, blocks + added, &batch);
     mu_.Lock();
     first = next;
   }
