@@ -323,7 +323,14 @@ TEST_F(InodeLifetimeTest, StressAppendsAndFdatasyncAgainstChmods) {
     }
   });
   const std::string chunk(1000, 'a');
+  // The chmods must run throughout the appends, not only after them on a loaded machine: every
+  // tenth append waits until at least one more chmod has been done since the last such wait.
+  int seen = 0;
   for (int i = 0; i < kAppends; i++) {
+    if (i % 10 == 0) {
+      while (chmods.load() <= seen) std::this_thread::yield();
+      seen = chmods.load();
+    }
     size_t done = 0;
     ASSERT_EQ(fs_->Write(f.get(), uint64_t{1000} * i, chunk.data(), chunk.size(), &done), 0);
     ASSERT_EQ(fs_->Fsync(f.get(), /*datasync=*/true), 0);
