@@ -14,7 +14,16 @@
 
 namespace stablefs {
 
-int Filesystem::Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* file) {
+bool Filesystem::KillSuidgid(InodeRecord* r) {
+  const uint32_t before = r->mode;
+  r->mode &= ~S_ISUID;
+  if (r->mode & S_IXGRP) r->mode &= ~S_ISGID;
+  return r->mode != before;
+}
+
+int Filesystem::Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* file, bool kill_suidgid,
+                     bool* killed_out) {
+  if (killed_out != nullptr) *killed_out = false;
   MutexLock lock(&ns_mu_);
   std::shared_ptr<Inode> inode;
   if (int e = GetInode(ino, &inode)) return e;
@@ -26,16 +35,23 @@ int Filesystem::Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* file) {
   if ((flags & O_TRUNC) && inode->as && (flags & O_ACCMODE) != O_RDONLY) {
     // libfuse asks for FUSE_CAP_ATOMIC_O_TRUNC: the kernel leaves O_TRUNC to the open.
     MutexLock rw(&inode->rwsem);
-    if (inode->as->size() != 0) {
+    const bool truncate = inode->as->size() != 0;
+    if (truncate) {
       Status s = cache_->Truncate(inode->as.get(), 0);
       if (!s.ok()) return Errno(s);
-      // The times are staged and published after the store took them, as SetAttr's.
-      MutexLock meta(&inode->meta_mu);
-      NamespaceTxn txn;
-      InodeRecord* r = txn.Edit(inode.get());
-      r->mtime = r->ctime = Now();
+    }
+    // The times (and the mode) are staged and published after the store took them, as
+    // SetAttr's.
+    MutexLock meta(&inode->meta_mu);
+    NamespaceTxn txn;
+    InodeRecord* r = txn.Edit(inode.get());
+    const bool killed = kill_suidgid && KillSuidgid(r);
+    if (truncate || killed) {
+      if (truncate) r->mtime = Now();
+      r->ctime = Now();
       if (Status ts = txn.Commit(store_); !ts.ok()) return Errno(ts);
     }
+    if (killed_out != nullptr) *killed_out = killed;
   }
   auto f = std::make_unique<OpenFile>();
   f->inode = inode;
@@ -98,8 +114,10 @@ void Filesystem::TouchAtime(Inode* inode, int open_flags) {
   }
 }
 
-int Filesystem::Write(OpenFile* f, uint64_t off, const char* buf, size_t size, size_t* done) {
+int Filesystem::Write(OpenFile* f, uint64_t off, const char* buf, size_t size, size_t* done,
+                      bool kill_suidgid, bool* killed) {
   *done = 0;
+  if (killed != nullptr) *killed = false;
   Inode* inode = f->inode.get();
   if (!inode->as) return inode->IsDir() ? EISDIR : EINVAL;
   if (off >= kMaxFileSize) return EFBIG;
@@ -107,6 +125,18 @@ int Filesystem::Write(OpenFile* f, uint64_t off, const char* buf, size_t size, s
   if (int e = CheckSpace(size)) return e;
   MutexLock rw(&inode->rwsem);
   if (int e = CheckMutable(inode, /*append_ok=*/off >= inode->as->size())) return e;
+  if (kill_suidgid) {
+    // Before the data, as file_remove_privs() runs before a local filesystem's write; the mode
+    // is committed at once (a write's times travel with its data later).
+    MutexLock meta(&inode->meta_mu);
+    NamespaceTxn txn;
+    InodeRecord* r = txn.Edit(inode);
+    if (KillSuidgid(r)) {
+      r->ctime = Now();
+      if (Status ts = txn.Commit(store_); !ts.ok()) return Errno(ts);
+      if (killed != nullptr) *killed = true;
+    }
+  }
   Status s = cache_->Write(inode->as.get(), off, buf, size, done);
   if (*done > 0) {
     MutexLock lock(&inode->meta_mu);

@@ -172,8 +172,13 @@ class Filesystem {
   void Forget(uint64_t ino, uint64_t nlookup);
   // btime (if not null) receives the birth time, which struct stat has no field for.
   int GetAttr(uint64_t ino, struct stat* st, struct timespec* btime = nullptr);
-  // to_set: FUSE_SET_ATTR_* bits.
+  // to_set: FUSE_SET_ATTR_* bits, and kSetAttrKillSuidgid.
   int SetAttr(uint64_t ino, const struct stat& attr, int to_set, const Caller& c, struct stat* out);
+  // With a chown or truncate of a file that is not a directory: clear the set-user-ID bit, and
+  // the set-group-ID bit if the group may execute the file, in the same change, as the kernel
+  // does for a local filesystem (FATTR_KILL_SUIDGID under FUSE_HANDLE_KILLPRIV_V2; libfuse
+  // 3.14's FUSE_SET_ATTR_* has no name for it).
+  static constexpr int kSetAttrKillSuidgid = 1 << 11;
   int Mknod(uint64_t parent, std::string_view name, mode_t mode, dev_t rdev, const Caller& c,
             struct stat* st);
   int Mkdir(uint64_t parent, std::string_view name, mode_t mode, const Caller& c, struct stat* st);
@@ -189,7 +194,12 @@ class Filesystem {
              unsigned flags, const Caller& caller);
 
   // ---- Files ----
-  int Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* file);
+  // kill_suidgid, with O_TRUNC: the truncation clears the set-user-ID bit and the set-group-ID
+  // bit of a group-executable file (FUSE_OPEN_KILL_SUIDGID), even of an empty file.
+  // *killed (if not null) says whether it changed the mode: the kernel's cached attributes are
+  // then stale.
+  int Open(uint64_t ino, int flags, std::unique_ptr<OpenFile>* file, bool kill_suidgid = false,
+           bool* killed = nullptr);
   int Create(uint64_t parent, std::string_view name, mode_t mode, int flags, const Caller& c,
              struct stat* st, std::unique_ptr<OpenFile>* file);
   // O_TMPFILE: a regular file with no name (nlink 0, an orphan until linked), in `parent`'s
@@ -200,7 +210,11 @@ class Filesystem {
   int Tmpfile(uint64_t parent, mode_t mode, int flags, const Caller& c, struct stat* st,
               std::unique_ptr<OpenFile>* file);
   int Read(OpenFile* f, uint64_t off, size_t size, char* buf, size_t* done);
-  int Write(OpenFile* f, uint64_t off, const char* buf, size_t size, size_t* done);
+  // kill_suidgid: before the data, clear the set-user-ID bit and the set-group-ID bit of a
+  // group-executable file, as a write by a caller without CAP_FSETID does on a local filesystem
+  // (FUSE_WRITE_KILL_SUIDGID); *killed as for Open.
+  int Write(OpenFile* f, uint64_t off, const char* buf, size_t size, size_t* done,
+            bool kill_suidgid = false, bool* killed = nullptr);
   int Flush(OpenFile* f);
   int Fsync(OpenFile* f, bool datasync);
   int Release(std::unique_ptr<OpenFile> f);
@@ -307,6 +321,10 @@ class Filesystem {
 
   // EPERM if the inode is immutable, or append-only and `append_ok` is false.
   static int CheckMutable(Inode* inode, bool append_ok);
+  // Clears in *r the mode bits a write, truncate or chown drops: S_ISUID, and S_ISGID when
+  // S_IXGRP is set (a set-group-ID file without group execute marks mandatory locking and keeps
+  // it). True if it changed anything.
+  static bool KillSuidgid(InodeRecord* r);
   // The in-memory inode, loaded from the store if needed (table_mu_ is not held while the store
   // reads: the number is busy meanwhile, and so is the number of an inode being disposed of).
   int GetInode(uint64_t ino, std::shared_ptr<Inode>* out);

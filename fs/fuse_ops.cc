@@ -61,8 +61,9 @@ Filesystem::Caller CallerOf(fuse_req_t req, bool with_groups = false) {
 
 OpenFile* FileOf(struct fuse_file_info* fi) { return reinterpret_cast<OpenFile*>(fi->fh); }
 
-// The kernel keeps its cached attributes across an ioctl; after chattr the ctime and flags
-// changed, so tell it before the reply, so that a stat right after chattr sees them.
+// The kernel keeps its cached attributes across an ioctl, a write and an open; after chattr
+// the ctime and flags changed, after a write or open(O_TRUNC) that cleared suid/sgid the mode,
+// so tell it before the reply, so that a stat right after the call sees them.
 void InvalidateAttributes(fuse_req_t req, fuse_ino_t ino) {
   if (Ctx(req)->se != nullptr) fuse_lowlevel_notify_inval_inode(Ctx(req)->se, ino, -1, 0);
 }
@@ -125,6 +126,7 @@ void SfsGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info*) {
 void SfsSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                 struct fuse_file_info*) {
   struct stat st;
+  if (KillSuidgidRequested()) to_set |= Filesystem::kSetAttrKillSuidgid;
   int e = Fs(req)->SetAttr(ino, *attr, to_set, CallerOf(req), &st);
   if (e != 0) {
     fuse_reply_err(req, e);
@@ -195,7 +197,15 @@ void SetOpenFlags(fuse_req_t req, OpenFile* f, struct fuse_file_info* fi) {
 
 void SfsOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   std::unique_ptr<OpenFile> f;
-  int e = Fs(req)->Open(ino, fi->flags, &f);
+  // Without FUSE_HANDLE_KILLPRIV_V2 the kernel computes the mode an open(O_TRUNC) leaves but
+  // never sends it (with atomic O_TRUNC the truncation is the open's): the open clears the bits
+  // for a caller other than root, as Fallocate does.
+  const bool kill = Transport(req, &TransportCounters::killpriv_v2) != 0
+                        ? KillSuidgidRequested()
+                        : (fi->flags & O_TRUNC) && CallerOf(req).uid != 0;
+  bool killed = false;
+  int e = Fs(req)->Open(ino, fi->flags, &f, kill, &killed);
+  if (killed) InvalidateAttributes(req, ino);
   if (e != 0) {
     fuse_reply_err(req, e);
     return;
@@ -248,7 +258,10 @@ void SfsRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, struct fuse_fil
 void SfsWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
               struct fuse_file_info* fi) {
   size_t done = 0;
-  int e = Fs(req)->Write(FileOf(fi), static_cast<uint64_t>(off), buf, size, &done);
+  bool killed = false;
+  int e = Fs(req)->Write(FileOf(fi), static_cast<uint64_t>(off), buf, size, &done,
+                         KillSuidgidRequested(), &killed);
+  if (killed) InvalidateAttributes(req, ino);
   if (e != 0 && done == 0) {
     fuse_reply_err(req, e);
     return;
@@ -639,7 +652,9 @@ void SfsIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* arg, struc
                           fs->cache()->nr_pages_total(),
                           Transport(req, &TransportCounters::proto_minor),
                           Transport(req, &TransportCounters::statx_requests),
-                          Transport(req, &TransportCounters::tmpfile_requests)};
+                          Transport(req, &TransportCounters::tmpfile_requests),
+                          Transport(req, &TransportCounters::killpriv_v2),
+                          Transport(req, &TransportCounters::kill_suidgid_requests)};
     static_assert(sizeof(v) / sizeof(v[0]) == kNumStats, "one value per name");
     StablefsStats stats{};
     for (size_t i = 0; i < kNumStats; i++) stats.values[i] = v[i];

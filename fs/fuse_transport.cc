@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 
@@ -200,9 +201,36 @@ void AnswerStatx(int fd, const struct fuse_in_header* h, size_t arg_len, FuseCon
 void RecordInit(const struct fuse_in_header* h, size_t arg_len, FuseContext* ctx) {
   if (arg_len < 2 * sizeof(uint32_t)) return;  // libfuse answers a malformed INIT
   const auto* in = reinterpret_cast<const struct fuse_init_in*>(h + 1);
-  ctx->transport->proto_major.store(in->major, std::memory_order_relaxed);
-  ctx->transport->proto_minor.store(in->minor, std::memory_order_relaxed);
+  TransportCounters* t = ctx->transport;
+  t->proto_major.store(in->major, std::memory_order_relaxed);
+  t->proto_minor.store(in->minor, std::memory_order_relaxed);
+  // Flags exist from 7.6 on; an older INIT is answered by libfuse with what it knows.
+  if (in->major != 7 || in->minor < 6 || arg_len < offsetof(struct fuse_init_in, flags) + 4) return;
+  t->kernel_flags.store(in->flags, std::memory_order_relaxed);
+  t->init_unique.store(h->unique, std::memory_order_relaxed);
 }
+
+// The request's *_KILL_SUIDGID flag (see KillSuidgidRequested), 0 for other requests or a
+// request too short to carry it (libfuse answers those).
+bool KillSuidgidOf(const struct fuse_in_header* h, size_t arg_len) {
+  switch (h->opcode) {
+    case FUSE_WRITE:
+      if (arg_len < sizeof(struct fuse_write_in)) return false;
+      return reinterpret_cast<const struct fuse_write_in*>(h + 1)->write_flags &
+             FUSE_WRITE_KILL_SUIDGID;
+    case FUSE_SETATTR:
+      if (arg_len < sizeof(struct fuse_setattr_in)) return false;
+      return reinterpret_cast<const struct fuse_setattr_in*>(h + 1)->valid & FATTR_KILL_SUIDGID;
+    case FUSE_OPEN:
+      if (arg_len < sizeof(struct fuse_open_in)) return false;
+      return reinterpret_cast<const struct fuse_open_in*>(h + 1)->open_flags &
+             FUSE_OPEN_KILL_SUIDGID;
+    default:
+      return false;
+  }
+}
+
+thread_local bool tls_kill_suidgid = false;
 
 // libfuse's read: one request into `buf`. Requests answered here are answered and the next one
 // is read; the rest (and every error, with errno as read(2) left it) go to libfuse.
@@ -214,6 +242,10 @@ ssize_t TransportRead(int fd, void* buf, size_t len, void* userdata) {
     const auto* h = static_cast<const struct fuse_in_header*>(buf);
     if (h->len != static_cast<uint32_t>(n)) return n;  // libfuse reports the bad length
     const size_t arg_len = static_cast<size_t>(n) - sizeof(*h);
+    tls_kill_suidgid = KillSuidgidOf(h, arg_len);
+    if (tls_kill_suidgid) {
+      ctx->transport->kill_suidgid_requests.fetch_add(1, std::memory_order_relaxed);
+    }
     switch (h->opcode) {
       case FUSE_INIT:
         RecordInit(h, arg_len, ctx);
@@ -230,12 +262,32 @@ ssize_t TransportRead(int fd, void* buf, size_t len, void* userdata) {
   }
 }
 
+// The INIT reply as libfuse wrote it (fuse_send_reply_iov_nofree: the header, then
+// fuse_init_out), with FUSE_HANDLE_KILLPRIV_V2 added if the kernel offered it.
+void PatchInitReply(struct iovec* iov, int count, TransportCounters* t) {
+  const uint64_t unique = t->init_unique.load(std::memory_order_relaxed);
+  if (unique == 0 || count < 2 || iov[0].iov_len < sizeof(struct fuse_out_header)) return;
+  const auto* out = static_cast<const struct fuse_out_header*>(iov[0].iov_base);
+  if (out->unique != unique) return;
+  t->init_unique.store(0, std::memory_order_relaxed);
+  if (out->error != 0 || iov[1].iov_len < offsetof(struct fuse_init_out, flags) + 4) return;
+  auto* init = static_cast<struct fuse_init_out*>(iov[1].iov_base);
+  if (t->offer_killpriv_v2 &&
+      (t->kernel_flags.load(std::memory_order_relaxed) & FUSE_HANDLE_KILLPRIV_V2)) {
+    init->flags |= FUSE_HANDLE_KILLPRIV_V2;
+    t->killpriv_v2.store(1, std::memory_order_relaxed);
+  }
+  t->reply_flags.store(init->flags, std::memory_order_relaxed);
+}
+
 ssize_t TransportWritev(int fd, struct iovec* iov, int count, void* userdata) {
-  (void)userdata;
+  PatchInitReply(iov, count, static_cast<FuseContext*>(userdata)->transport);
   return ::writev(fd, iov, count);
 }
 
 }  // namespace
+
+bool KillSuidgidRequested() { return tls_kill_suidgid; }
 
 int AttachDevFuseTransport(struct fuse_session* se, FuseContext* ctx) {
   if (ctx->transport == nullptr) return -EINVAL;

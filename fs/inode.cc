@@ -321,6 +321,9 @@ int Filesystem::SetAttr(uint64_t ino, const struct stat& attr, int to_set, const
     if (to_set & kMode) r.mode = (r.mode & S_IFMT) | (attr.st_mode & 07777);
     if (to_set & kUid) r.uid = attr.st_uid;
     if (to_set & kGid) r.gid = attr.st_gid;
+    if ((to_set & kSetAttrKillSuidgid) && !inode->IsDir() && (to_set & (kUid | kGid | kSize))) {
+      KillSuidgid(&r);
+    }
     if (to_set & kAtimeNow) {
       r.atime = now;
     } else if (to_set & kAtime) {

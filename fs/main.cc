@@ -11,6 +11,7 @@
 //   attr_timeout=SECONDS          how long the kernel caches attributes and names. Default: 1.
 //   relatime|strictatime|noatime  when reads update access times. Default: relatime.
 //   nodiratime                    directories' access times are not updated. Default: off.
+//   nokillpriv_v2                 suid/sgid clearing left to the kernel (fs/fuse_transport.h).
 //   norecovery (noload)           with ro: the store is opened read-only, nothing is written to
 //                                 it (no WAL replay written back, no orphan reclaimed). Default:
 //                                 off.
@@ -70,6 +71,8 @@ void Usage(const char* prog) {
       "    -o attr_timeout=SECONDS          kernel attribute cache time (default: 1)\n"
       "    -o relatime|strictatime|noatime  access time updates (default: relatime)\n"
       "    -o nodiratime                    no access time updates of directories (default: off)\n"
+      "    -o nokillpriv_v2                 leave suid/sgid clearing to the kernel (default:\n"
+      "                                     FUSE_HANDLE_KILLPRIV_V2 when the kernel offers it)\n"
       "    -o norecovery                    with ro: open the store read-only (default: off)\n"
       "    -o debug_faults                  accept stablefsctl inject (default: off)\n"
       "    -o debug_lose_writeback_errors   forget writeback errors, to test checkers\n"
@@ -223,6 +226,7 @@ int main(int argc, char** argv) {
     return Fail(std::string("cannot mount on ") + cmd.mountpoint);
   }
   stablefs::TransportCounters transport;
+  transport.offer_killpriv_v2 = !cfg.nokillpriv_v2;
   ctx.transport = &transport;
   if (int e = stablefs::AttachDevFuseTransport(se, &ctx); e != 0) {
     fuse_session_unmount(se);

@@ -24,6 +24,7 @@ enum Key {
   kDebugFaults,
   kDebugLoseWritebackErrors,
   kDebugPowerCut,
+  kNokillprivV2,
   kNorecovery,
   kRo,
   kRw,
@@ -45,6 +46,7 @@ const struct fuse_opt kOpts[] = {
     FUSE_OPT_KEY("debug_faults", kDebugFaults),
     FUSE_OPT_KEY("debug_lose_writeback_errors", kDebugLoseWritebackErrors),
     FUSE_OPT_KEY("debug_power_cut=", kDebugPowerCut),
+    FUSE_OPT_KEY("nokillpriv_v2", kNokillprivV2),
     FUSE_OPT_KEY("norecovery", kNorecovery),
     FUSE_OPT_KEY("noload", kNorecovery),
     FUSE_OPT_KEY("relatime", kRelatime),
@@ -115,6 +117,9 @@ Status ParseOne(int key, const char* arg, MountOptions* o) {
       return Status::Ok();
     case kDebugFaults:
       o->debug_faults = true;
+      return Status::Ok();
+    case kNokillprivV2:
+      o->nokillpriv_v2 = true;
       return Status::Ok();
     case kNorecovery:
       o->norecovery = true;
@@ -249,6 +254,7 @@ std::string FormatMountOptions(const MountOptions& o) {
   if (o.atime == AtimePolicy::kStrict) s += ",strictatime";
   if (o.atime == AtimePolicy::kNoatime) s += ",noatime";
   if (o.nodiratime) s += ",nodiratime";
+  if (o.nokillpriv_v2) s += ",nokillpriv_v2";
   if (o.norecovery) s += ",norecovery";
   if (o.read_only) s += ",ro";
   if (o.debug_faults) s += ",debug_faults";

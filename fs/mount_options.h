@@ -12,6 +12,10 @@
 //   nodiratime, diratime          directories' access times never / as files'. Default: diratime.
 //   lazytime                      accepted, changes nothing (stablefs writes timestamps with the
 //                                 store's next sync anyway). atime and noatime also reach FUSE.
+//   nokillpriv_v2                 do not negotiate FUSE_HANDLE_KILLPRIV_V2 (fs/fuse_transport.h):
+//                                 the kernel then asks for security.capability before each
+//                                 write and clears suid/sgid itself. Default: negotiated when the
+//                                 kernel offers it.
 //   norecovery (or noload)        with ro only: open the store read-only, as ext4's noload and
 //                                 xfs's norecovery mount without writing the journal back: the
 //                                 WAL is replayed into memory, nothing is written to the store
@@ -55,6 +59,7 @@ struct MountOptions {
   double attr_timeout = 1.0;
   AtimePolicy atime = AtimePolicy::kRelatime;
   bool nodiratime = false;
+  bool nokillpriv_v2 = false;
   bool norecovery = false;
   bool read_only = false;  // "ro" was given (FUSE keeps it: the kernel enforces it)
   bool debug_faults = false;
@@ -74,7 +79,8 @@ Status ParseMountOptions(struct fuse_args* args, MountOptions* out);
 
 // "stable_pages=wait,cache_size=268435456,writeback_expire_ms=5000,attr_timeout=1": the -o list
 // that ParseMountOptions reads back to the same options (store and show_help aside); with
-// debug_stable, norecovery, debug_faults and debug_lose_writeback_errors when set.
+// debug_stable, nokillpriv_v2, norecovery, debug_faults and debug_lose_writeback_errors when
+// set.
 std::string FormatMountOptions(const MountOptions& o);
 
 // N[K|M|G]: decimal bytes, or KiB, MiB, GiB (either case). False for anything else, or a size

@@ -35,6 +35,8 @@ inline constexpr const char* kStatNames[] = {
     "fuse_proto_minor",         // the kernel's FUSE protocol minor, from its INIT (7.x)
     "statx_requests",           // FUSE_STATX requests answered (fs/fuse_transport.h)
     "tmpfile_requests",         // FUSE_TMPFILE requests answered (fs/fuse_transport.h)
+    "fuse_killpriv_v2",         // 1 if FUSE_HANDLE_KILLPRIV_V2 was negotiated (fs/fuse_transport.h)
+    "kill_suidgid_requests",    // writes, setattrs and opens flagged to clear suid/sgid
 };
 inline constexpr size_t kNumStats = sizeof(kStatNames) / sizeof(kStatNames[0]);
 

@@ -172,6 +172,7 @@ TEST(MountOptionsTest, FormatReadsBackToTheSameOptions) {
   o.attr_timeout = 0.1;
   o.atime = AtimePolicy::kStrict;
   o.nodiratime = true;
+  o.nokillpriv_v2 = true;
   o.norecovery = true;
   o.read_only = true;
   o.debug_faults = true;
@@ -179,7 +180,8 @@ TEST(MountOptionsTest, FormatReadsBackToTheSameOptions) {
   o.debug_power_cut = 0;
   EXPECT_EQ(FormatMountOptions(o),
             "stable_pages=off,debug_stable,cache_size=123456789,writeback_expire_ms=4294967295,"
-            "attr_timeout=0.10000000000000001,strictatime,nodiratime,norecovery,ro,debug_faults,"
+            "attr_timeout=0.10000000000000001,strictatime,nodiratime,nokillpriv_v2,norecovery,ro,"
+            "debug_faults,"
             "debug_lose_writeback_errors,debug_power_cut=0");
   MountOptions back;
   ASSERT_TRUE(Parse({"-o", FormatMountOptions(o)}, &back).ok());

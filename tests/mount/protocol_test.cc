@@ -7,10 +7,12 @@
 #include <gtest/gtest.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -232,6 +234,105 @@ TEST(ProtocolTest, ATmpfileNeverLinkedLeavesNothingAtCloseOrAfterACrash) {
   EXPECT_FALSE(StoreHasInode(m.store(), closed_ino, &orphan));
   std::string out;
   EXPECT_EQ(testing::RunCapture(std::string(FSCK_BIN) + " -n " + m.store(), &out), 0) << out;
+}
+
+// Runs `fn` in a child as uid and gid 65534, with no capabilities; its result is the child's
+// exit status (0 or an errno).
+int AsNobody(const std::function<int()>& fn) {
+  const pid_t child = fork();
+  if (child < 0) return errno;
+  if (child == 0) {
+    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(125);
+    _exit(fn());
+  }
+  int status = 0;
+  if (waitpid(child, &status, 0) != child) return errno;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 126;
+}
+
+// The suid/sgid rules of a local filesystem (fs/attr.c, fs/inode.c: should_remove_suid,
+// setattr_should_drop_sgid), checked right after each call, with and without
+// FUSE_HANDLE_KILLPRIV_V2: with it the daemon clears the bits, without it the kernel does.
+class KillSuidgidTest : public ::testing::TestWithParam<bool> {};
+
+INSTANTIATE_TEST_SUITE_P(KillprivV2, KillSuidgidTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "on" : "off"; });
+
+TEST_P(KillSuidgidTest, WritesTruncatesAndChownsClearSuidAndSgidAsOnALocalFilesystem) {
+  std::vector<std::string> options = {"allow_other"};
+  if (!GetParam()) options.push_back("nokillpriv_v2");
+  Mount m(options);
+  ASSERT_TRUE(m.Start());
+  const uint64_t minor = StatValue(m.Path(""), "fuse_proto_minor");
+  EXPECT_EQ(StatValue(m.Path(""), "fuse_killpriv_v2"), GetParam() && minor >= 33 ? 1u : 0u);
+  int dir = open(m.Path("").c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(dir, 0);
+  const std::string path = m.Path("f");
+  // A file of nobody's with `mode` and two bytes; its mode after `op`.
+  auto after = [&](mode_t mode, const std::function<int()>& op) -> mode_t {
+    const int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(write(fd, "ab", 2), 2);
+    close(fd);
+    EXPECT_EQ(chown(path.c_str(), 65534, 65534), 0);
+    EXPECT_EQ(chmod(path.c_str(), mode), 0);
+    const int e = op();
+    EXPECT_EQ(e, 0) << strerror(e);
+    struct stat st;
+    EXPECT_EQ(stat(path.c_str(), &st), 0);
+    return st.st_mode & 07777;
+  };
+  auto write_at_end = [&] {
+    const int fd = openat(dir, "f", O_WRONLY | O_APPEND);
+    if (fd < 0) return errno;
+    const int e = write(fd, "c", 1) == 1 ? 0 : errno;
+    close(fd);
+    return e;
+  };
+  auto nobody_writes = [&] { return AsNobody(write_at_end); };
+  auto nobody_truncates = [&] {
+    return AsNobody([&] {
+      const int fd = openat(dir, "f", O_WRONLY);
+      if (fd < 0) return errno;
+      const int e = ftruncate(fd, 1) == 0 ? 0 : errno;
+      close(fd);
+      return e;
+    });
+  };
+  auto nobody_opens_truncating = [&] {
+    return AsNobody([&] {
+      const int fd = openat(dir, "f", O_WRONLY | O_TRUNC);
+      if (fd < 0) return errno;
+      close(fd);
+      return 0;
+    });
+  };
+  auto root_chowns = [&] { return chown(path.c_str(), 65534, 65534) == 0 ? 0 : errno; };
+
+  EXPECT_EQ(after(06775, nobody_writes), 0775u);
+  EXPECT_EQ(after(06765, nobody_writes), 02765u);  // sgid without group execute stays
+  EXPECT_EQ(after(06775, write_at_end), 06775u);   // CAP_FSETID keeps both
+  EXPECT_EQ(after(06775, nobody_truncates), 0775u);
+  EXPECT_EQ(after(06775, nobody_opens_truncating), 0775u);
+  EXPECT_EQ(after(04755, root_chowns), 0755u);  // chown clears suid even for root
+  EXPECT_EQ(after(02765, root_chowns), 02765u);
+  EXPECT_EQ(after(0775, nobody_writes), 0775u);
+  // Under FUSE_HANDLE_KILLPRIV_V2 the daemon was asked: the unprivileged writes, truncate, open.
+  EXPECT_EQ(StatValue(m.Path(""), "kill_suidgid_requests") >= 4, GetParam() && minor >= 33);
+  // What the daemon cleared, it cleared in the store.
+  close(dir);
+  ASSERT_EQ(m.Stop(), 0);
+  ASSERT_TRUE(m.Start());
+  dir = open(m.Path("").c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(dir, 0);
+  EXPECT_EQ(after(06775, nobody_writes), 0775u);
+  close(dir);
+  ASSERT_EQ(m.Stop(), 0);
+  ASSERT_TRUE(m.Start());
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0775u);
+  EXPECT_EQ(st.st_size, 3);
 }
 
 }  // namespace
