@@ -23,6 +23,7 @@
 #include <set>
 #include <sstream>
 
+#include "tools/compare/crash.h"
 #include "tools/compare/util.h"
 
 namespace stablefs::compare {
@@ -307,6 +308,16 @@ const char* VerdictName(Verdict v) {
 bool Interrupted() { return g_interrupted != 0; }
 
 int CompareMain(int argc, char** argv) {
+  for (int i = 1; i < argc; i++) {
+    if (std::strcmp(argv[i], "--crash") != 0) continue;
+    if (geteuid() != 0) {
+      std::fprintf(stderr, "stablefsctl: compare --crash: needs root (mount, losetup, mkfs)\n");
+      return 8;
+    }
+    InstallSignalHandlers();
+    const Programs progs = FindPrograms();
+    return crash::CrashMain(argc, argv, progs.self, progs.stablefs, progs.mkfs);
+  }
   Options o;
   if (!ParseOptions(argc, argv, &o)) {
     Usage();
