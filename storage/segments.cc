@@ -150,6 +150,25 @@ Status Segments::Open(const Options& options, bool create, std::unique_ptr<Segme
       }
       return Status::IOError(Errno("cannot read " + path));
     }
+    if (AllZero(header, kBlockSize)) {
+      // Also a power cut before the header's sync returned: the file's size and extent were
+      // committed but its data was not (ext4 commits a written extent's conversion apart from
+      // the allocation, so the file reads as zeros). The header is synced before any slot is
+      // appended, so a file that is zeros from end to end holds nothing anything refers to.
+      bool zeros = true;
+      char buf[kBlockSize];
+      for (off_t at = kBlockSize; zeros; at += kBlockSize) {
+        ssize_t n = ::pread(fd, buf, kBlockSize, at);
+        if (n < 0) return Status::IOError(Errno("cannot read " + path));
+        if (n == 0) break;
+        zeros = AllZero(buf, size_t(n));
+      }
+      if (zeros) {
+        STABLEFS_RETURN_IF_ERROR(FromRocks(s->fs_->DeleteFile(path, io, nullptr),
+                                           "cannot remove the unwritten segment " + path));
+        continue;
+      }
+    }
     if (std::memcmp(header, kSegmentMagic.data(), 8) != 0) {
       return Status::Corruption(path + ": not a stablefs segment (bad magic)");
     }

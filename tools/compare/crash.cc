@@ -483,6 +483,7 @@ std::vector<Workload> AceSeq2Sample(size_t n, uint64_t seed) {
     Model m;
     Workload w;
     std::vector<std::string> used;
+    bool ok = true;
     for (int k = 0; k < 2; k++) {
       auto& [u, core] = ops[rng() % ops.size()];
       Step probe = core(m);
@@ -493,7 +494,19 @@ std::vector<Workload> AceSeq2Sample(size_t n, uint64_t seed) {
       }
       Satisfy(&w.steps, &m, probe);
       Step s = core(m);
-      if (s.op == Op::kRemovexattr && !m.xattr.count(s.a)) continue;
+      // Combinations the syscalls refuse (a link or directory over an existing name, a
+      // directory renamed over a non-empty one) are not workloads.
+      const std::string& target = s.op == Op::kMkdir ? s.a : s.b;
+      bool refused =
+          ((s.op == Op::kLink || s.op == Op::kSymlink || s.op == Op::kMkdir) && m.Has(target)) ||
+          (s.op == Op::kRemovexattr && !m.xattr.count(s.a));
+      if (s.op == Op::kRename && m.type.count(s.b) && m.type.at(s.b) == S_IFDIR) {
+        for (auto& [p, t] : m.type) refused |= Under(p, s.b);
+      }
+      if (refused) {
+        ok = false;
+        break;
+      }
       Push(&w.steps, &m, s, false);
       used.insert(used.end(), u.begin(), u.end());
       std::vector<Step> p = Persistence(m, FileRange(used));
@@ -501,7 +514,7 @@ std::vector<Workload> AceSeq2Sample(size_t n, uint64_t seed) {
       size_t pick = rng() % (p.size() + (k == 0 ? 1 : 0));
       if (pick < p.size()) Push(&w.steps, &m, p[pick], false);
     }
-    if (w.steps.empty() || !IsPersistence(w.steps.back().op)) continue;
+    if (!ok || w.steps.empty() || !IsPersistence(w.steps.back().op)) continue;
     char name[32];
     std::snprintf(name, sizeof(name), "seq2-%04zu", out.size());
     w.name = name;

@@ -174,10 +174,15 @@ struct CrashOptions {
   std::string workloads = "seq1";  // seq1, seq2:N, or both: "seq1,seq2:N"
   size_t reorder = 2;
   uint64_t seed = 1;
-  size_t limit = 0;    // only the first N workloads (0: all)
-  std::string filter;  // only workloads whose description contains this
+  size_t limit = 0;     // only the first N workloads (0: all)
+  std::string filter;   // only workloads whose description contains this
+  std::string exclude;  // no workload whose description contains this
   bool json = false;
   bool drop_flushes = false;  // test: the recorder acknowledges flushes it never logs
+  // test: damage every crash state so that a verdict kind must appear: "superblock" zeroes the
+  // superblocks before the mount (unmountable), "fsck" gives ext4's root a wrong link count
+  // after the unmount (fsck failed).
+  std::string test_damage;
   std::string mount_options;  // extra mount options of the filesystem under test
   bool verbose = false;
 };

@@ -4,7 +4,8 @@
 // on every exit path, also after SIGINT/SIGTERM.
 //
 //   stablefsctl compare --crash [--fs ext4,xfs,btrfs,stablefs] [--workloads seq1|seq2:N|LIST]
-//                       [--reorder N] [--seed N] [--limit N] [--filter TEXT] [--json]
+//                       [--reorder N] [--seed N] [--limit N] [--filter TEXT] [--exclude TEXT]
+//                       [--json]
 //                       [--mount-options OPTS] [--verbose]
 //
 // Defaults: all four filesystems, --workloads seq1, --reorder 2 (two seeded subsets of the
@@ -216,6 +217,23 @@ struct Work {
         stablefs_mnt(d + "/stablefs") {}
 };
 
+// The line of a fsck's output that says what is wrong: the first that is not a pass heading or
+// progress.
+std::string FsckLine(const std::string& out) {
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::string t = Trim(line);
+    if (t.empty() || t.compare(0, 5, "Pass ") == 0 || t.compare(0, 6, "Phase ") == 0 ||
+        t[0] == '-' || t.compare(0, 7, "e2fsck ") == 0 || t.compare(0, 8, "Opening ") == 0 ||
+        t.compare(0, 8, "Checking") == 0 || t.compare(0, 1, "[") == 0) {
+      continue;
+    }
+    return t;
+  }
+  return LastLine(out);
+}
+
 constexpr char kStore[] = "store";  // the stablefs store's directory in its ext4
 
 class FsRun {
@@ -351,6 +369,13 @@ class FsRun {
       return false;
     }
     bool ok = ApplyState(records, s, fd, err);
+    if (ok && o_.test_damage == "superblock") {
+      // ext4's primary superblock is at 1024, xfs's at 0, btrfs's at 64 KiB.
+      static const std::string zeros(4096, '\0');
+      ok = PwriteFull(fd, zeros.data(), zeros.size(), 0) == 4096 &&
+           PwriteFull(fd, zeros.data(), zeros.size(), 65536) == 4096;
+      if (!ok) *err = "damage state: " + Errno(errno);
+    }
     close(fd);
     if (!ok) return false;
     Loop loop;
@@ -394,12 +419,16 @@ class FsRun {
         if (kind->empty()) *kind = "lost";
       }
     }
+    std::string out;
+    if (o_.test_damage == "fsck" &&
+        !RunOk({"debugfs", "-w", "-R", "sif <2> links_count 9", loop.dev()}, err, &out)) {
+      return false;
+    }
     std::vector<std::string> fsck = kind_.fsck;
     fsck.push_back(loop.dev());
-    std::string out;
     int st = Run(fsck, &out);
     if (st != 0) {
-      problems->push_back(fsck[0] + " exit " + std::to_string(st) + ": " + LastLine(out));
+      problems->push_back(fsck[0] + " exit " + std::to_string(st) + ": " + FsckLine(out));
       if (kind->empty()) *kind = "fsck";
     }
     return true;
@@ -422,11 +451,12 @@ std::vector<std::string> Split(const std::string& s) {
 }
 
 void Usage() {
-  std::fprintf(stderr,
-               "usage: stablefsctl compare --crash [--fs ext4,xfs,btrfs,stablefs]\n"
-               "           [--workloads seq1|seq2:N|seq1,seq2:N] [--reorder N] [--seed N]\n"
-               "           [--limit N] [--filter TEXT] [--json] [--mount-options OPTS]\n"
-               "           [--verbose]\n");
+  std::fprintf(
+      stderr,
+      "usage: stablefsctl compare --crash [--fs ext4,xfs,btrfs,stablefs]\n"
+      "           [--workloads seq1|seq2:N|seq1,seq2:N] [--reorder N] [--seed N]\n"
+      "           [--limit N] [--filter TEXT] [--exclude TEXT] [--json] [--mount-options OPTS]\n"
+      "           [--verbose]\n");
 }
 
 bool Parse(int argc, char** argv, CrashOptions* o) {
@@ -463,6 +493,8 @@ bool Parse(int argc, char** argv, CrashOptions* o) {
       o->limit = n;
     } else if (a == "--filter") {
       if (!value(&o->filter)) return false;
+    } else if (a == "--exclude") {
+      if (!value(&o->exclude)) return false;
     } else if (a == "--mount-options") {
       if (!value(&o->mount_options)) return false;
     } else if (a == "--json") {
@@ -471,12 +503,19 @@ bool Parse(int argc, char** argv, CrashOptions* o) {
       o->verbose = true;
     } else if (a == "--test-drop-flushes") {
       o->drop_flushes = true;
+    } else if (a == "--test-damage-state") {
+      if (!value(&o->test_damage)) return false;
+      if (o->test_damage != "superblock" && o->test_damage != "fsck") return false;
     } else {
       std::fprintf(stderr, "stablefsctl: compare --crash: unknown argument %s\n", a.c_str());
       return false;
     }
   }
   for (const std::string& fs : o->fs) {
+    if (o->test_damage == "fsck" && fs != "ext4") {
+      std::fprintf(stderr, "stablefsctl: compare --crash: --test-damage-state fsck: ext4 only\n");
+      return false;
+    }
     if (fs != "ext4" && fs != "xfs" && fs != "btrfs" && fs != "stablefs") {
       std::fprintf(stderr, "stablefsctl: compare --crash: unknown filesystem %s\n", fs.c_str());
       return false;
@@ -498,12 +537,13 @@ bool Workloads(const CrashOptions& o, std::vector<Workload>* out) {
       return false;
     }
   }
-  if (!o.filter.empty()) {
+  if (!o.filter.empty() || !o.exclude.empty()) {
     std::vector<Workload> kept;
     for (Workload& w : *out) {
-      if ((w.name + " " + w.Describe()).find(o.filter) != std::string::npos) {
-        kept.push_back(std::move(w));
-      }
+      const std::string d = w.name + " [" + w.Describe() + "]";
+      if (!o.filter.empty() && d.find(o.filter) == std::string::npos) continue;
+      if (!o.exclude.empty() && d.find(o.exclude) != std::string::npos) continue;
+      kept.push_back(std::move(w));
     }
     *out = std::move(kept);
   }
